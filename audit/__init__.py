@@ -1,0 +1,1 @@
+"""Proving a plan's reproducibility: reruns in fresh processes, ledger comparison, lockfiles."""

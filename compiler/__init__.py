@@ -1,0 +1,32 @@
+"""The plan compiler: pure functions from an `Experiment` to a frozen, hashed `Plan`.
+
+No JAX here: a plan is computed identically on any machine, in milliseconds.
+"""
+
+from .canonical import canonical_json, digest
+from .classes import field_classes, trajectory_view
+from .compile import compile_spec, plan_spec, resolve_spec
+from .determinism import DeterminismPlan
+from .plan import FORMAT, Fingerprints, Plan, PlanError, PlanSource
+from .policies import CheckpointPolicy, ThrottlePlan
+from .seeds import derive_seed, derive_seeds
+
+__all__ = [
+    "FORMAT",
+    "CheckpointPolicy",
+    "DeterminismPlan",
+    "Fingerprints",
+    "Plan",
+    "PlanError",
+    "PlanSource",
+    "ThrottlePlan",
+    "canonical_json",
+    "compile_spec",
+    "derive_seed",
+    "derive_seeds",
+    "digest",
+    "field_classes",
+    "plan_spec",
+    "resolve_spec",
+    "trajectory_view",
+]

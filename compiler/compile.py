@@ -1,0 +1,115 @@
+"""`compile_spec`: an `Experiment` becomes a `Plan`, with nothing left implicit."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from exp.spec import Experiment, Problem, TargetNotFound, custom_targets, load_spec, target_source
+from exp.spec.load import apply_overrides
+from exp.spec.optimizer import Cosine, Linear
+
+from .canonical import digest
+from .classes import field_classes, trajectory_view
+from .determinism import resolve_determinism
+from .plan import FORMAT, Fingerprints, Plan, PlanError, PlanSource
+from .policies import resolve_checkpoint, resolve_throttle
+from .seeds import derive_seeds
+
+__all__ = ["assemble", "compile_spec", "plan_spec", "resolve_spec"]
+
+
+def resolve_spec(experiment: Experiment) -> Experiment:
+    """Fill the defaults that depend on other fields, so the plan states them.
+
+    A decaying schedule without `decay_steps` decays until `train.steps`; the
+    resolved number is what the trajectory fingerprint sees, which is why
+    `train.steps` itself can stay operational. An unset `deterministic_ops`
+    follows the contract.
+    """
+    optimizer = experiment.optimizer
+    schedule = optimizer.schedule
+    if isinstance(schedule, Cosine | Linear) and schedule.decay_steps is None:
+        decay = max(1, experiment.train.steps - schedule.warmup_steps)
+        schedule = schedule.model_copy(update={"decay_steps": decay})
+        optimizer = optimizer.model_copy(update={"schedule": schedule})
+    determinism = experiment.determinism
+    if determinism.deterministic_ops is None:
+        determinism = determinism.model_copy(
+            update={"deterministic_ops": determinism.contract == "bitwise"}
+        )
+    return experiment.model_copy(update={"optimizer": optimizer, "determinism": determinism})
+
+
+def _hash_sources(experiment: Experiment, search: Sequence[Path], file: str | None) -> dict[str, str]:
+    """SHA-256 of each custom target's module source, read without importing it."""
+    hashes, problems = {}, []
+    for key, target in custom_targets(experiment).items():
+        try:
+            hashes[target] = hashlib.sha256(target_source(target, search).read_bytes()).hexdigest()
+        except (TargetNotFound, OSError) as err:
+            problems.append(Problem(file, None, key, str(err), target))
+    if problems:
+        raise PlanError(problems)
+    return hashes
+
+
+def assemble(experiment: Experiment, source: PlanSource, sources: dict[str, str]) -> Plan:
+    """Build the plan of an already resolved experiment (pure)."""
+    dump = experiment.model_dump(mode="json", by_alias=True)
+    classes = field_classes(experiment)
+    seeds = derive_seeds(experiment)
+    determinism = resolve_determinism(experiment)
+    fingerprints = Fingerprints(
+        spec=digest({"format": FORMAT, "spec": dump, "sources": sources}),
+        trajectory=digest(
+            {
+                "format": FORMAT,
+                "spec": trajectory_view(dump, classes),
+                "seeds": seeds,
+                "determinism": determinism.trajectory_part(),
+                "sources": sources,
+            }
+        ),
+        sources=sources,
+    )
+    return Plan(
+        spec=experiment,
+        source=source,
+        seeds=seeds,
+        checkpoint=resolve_checkpoint(experiment),
+        throttle=resolve_throttle(experiment),
+        determinism=determinism,
+        fields=classes,
+        fingerprints=fingerprints,
+    )
+
+
+def compile_spec(
+    experiment: Experiment,
+    overrides: Sequence[str] = (),
+    *,
+    source: PlanSource | None = None,
+    search: Sequence[Path] = (),
+) -> Plan:
+    """Compile `experiment` (after dotted `overrides`) into a frozen, fingerprinted plan.
+
+    Pure apart from reading the source files of `custom` targets (never
+    importing them); `search` lists folders tried before `sys.path` for them.
+    """
+    source = source or PlanSource()
+    if overrides:
+        experiment = apply_overrides(experiment, overrides)
+        source = source.model_copy(update={"overrides": (*source.overrides, *overrides)})
+    resolved = resolve_spec(experiment)
+    return assemble(resolved, source, _hash_sources(resolved, search, source.file))
+
+
+def plan_spec(file: str | Path, overrides: Sequence[str] = ()) -> Plan:
+    """Load the spec file `file` with `overrides` and compile it."""
+    loaded = load_spec(file, overrides)
+    source = PlanSource(
+        file=loaded.file, files=loaded.files, overrides=tuple(o.text for o in loaded.overrides)
+    )
+    return compile_spec(loaded.experiment, source=source, search=[loaded.folder])

@@ -1,0 +1,100 @@
+"""The plan: a frozen, hashed, JSON-serialisable description of one run."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from exp.spec import Experiment, FieldClass, Problem, SpecError
+
+from .canonical import canonical_json
+from .determinism import DeterminismPlan
+from .policies import CheckpointPolicy, ThrottlePlan
+
+__all__ = ["FORMAT", "Fingerprints", "Plan", "PlanError", "PlanSource"]
+
+FORMAT = 1
+"""Plan format and fingerprint recipe version; a change re-fingerprints every plan."""
+
+
+class PlanError(SpecError):
+    """A spec that validates but cannot be compiled, or a plan file that does not load."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlanSource(_Frozen):
+    """What the plan was compiled from. Provenance only: not fingerprinted."""
+
+    file: str | None = None
+    """The spec file as named by the caller."""
+    files: tuple[str, ...] = ()
+    """Every file read: the spec, then what it extends."""
+    overrides: tuple[str, ...] = ()
+    """Command-line overrides, in the order applied."""
+
+
+class Fingerprints(_Frozen):
+    """SHA-256 digests that identify an experiment."""
+
+    spec: str
+    """Of the whole resolved spec (and custom sources): any change at all changes it."""
+    trajectory: str
+    """Of the trajectory fields, seed tree, determinism settings and custom sources:
+    equal trajectory fingerprints promise equal bits within one environment class."""
+    sources: dict[str, str]
+    """Custom target -> SHA-256 of its module's source file."""
+
+
+class Plan(_Frozen):
+    """A compiled experiment. Build with `compile_spec`; everything in it is resolved."""
+
+    format: Literal[1] = FORMAT
+    spec: Experiment
+    """The spec with every default resolved."""
+    source: PlanSource
+    seeds: dict[str, int]
+    """The seed tree: stream name -> seed."""
+    checkpoint: CheckpointPolicy
+    throttle: ThrottlePlan
+    determinism: DeterminismPlan
+    fields: dict[str, FieldClass]
+    """Every resolved spec field (dotted) -> trajectory or operational."""
+    fingerprints: Fingerprints
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def to_dict(self) -> dict[str, object]:
+        """The plan as JSON-ready data."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> str:
+        """Canonical JSON: the same plan gives the same bytes on every machine."""
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, file: str = "plan.json") -> Plan:
+        """Load a plan and check it is exactly what its own spec compiles to."""
+        from .compile import assemble
+
+        def fail(message: str) -> PlanError:
+            return PlanError([Problem(file, None, "", message)])
+
+        try:
+            plan = cls.model_validate_json(text)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise fail(f"not a valid plan: {where}: {first['msg']}") from None
+        except (ValueError, json.JSONDecodeError) as err:
+            raise fail(f"not valid JSON: {err}") from None
+        again = assemble(plan.spec, plan.source, plan.fingerprints.sources)
+        if again != plan:
+            raise fail("does not match its own spec (edited by hand, or from another expspec version)")
+        return plan

@@ -1,0 +1,59 @@
+"""Checkpoint policy and dispatch throttle, resolved from the spec."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from exp.spec import Experiment
+
+__all__ = ["CheckpointPolicy", "ThrottlePlan", "resolve_checkpoint", "resolve_throttle"]
+
+
+class CheckpointPolicy(BaseModel):
+    """When to save, what, where, and what to keep."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    enabled: bool
+    directory: str
+    """Where checkpoints go; relative paths resolve against `relative_to`."""
+    relative_to: Literal["run_dir", "spec_dir"]
+    every_steps: int
+    keep_last: int
+    keep_every: int | None
+    """Steps that are multiples of this are kept permanently."""
+    async_save: bool = Field(alias="async")
+    save: Literal["full", "lora"]
+    on_preemption: bool
+    save_final: bool
+    """The last step is always saved, whatever the interval."""
+
+
+class ThrottlePlan(BaseModel):
+    """Dispatch bounds for the train loop."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_inflight: int
+
+
+def resolve_checkpoint(experiment: Experiment) -> CheckpointPolicy:
+    spec = experiment.checkpoint
+    return CheckpointPolicy(
+        enabled=spec.enabled,
+        directory=spec.dir if spec.dir is not None else "checkpoints",
+        relative_to="run_dir" if spec.dir is None else "spec_dir",
+        every_steps=spec.every_steps,
+        keep_last=spec.keep_last,
+        keep_every=spec.keep_every,
+        async_save=spec.async_,
+        save=spec.save,
+        on_preemption=spec.on_preemption and spec.enabled,
+        save_final=spec.enabled,
+    )
+
+
+def resolve_throttle(experiment: Experiment) -> ThrottlePlan:
+    return ThrottlePlan(max_inflight=experiment.throttle.max_inflight)

@@ -1,0 +1,3 @@
+from exp.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""The typer application and its global options."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from exp import __version__
+
+from . import plan, schema, validate
+
+app = typer.Typer(
+    name="exp",
+    help="Declarative, hashed and verified-reproducible JAX experiments.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"expspec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Declarative, hashed and verified-reproducible JAX experiments."""
+
+
+app.command("validate", help=validate.HELP)(validate.command)
+app.command("plan", help=plan.HELP)(plan.command)
+app.command("schema", help=schema.HELP)(schema.command)

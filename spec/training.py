@@ -1,0 +1,96 @@
+"""The `[train]`, `[checkpoint]`, `[throttle]` and `[mesh]` sections."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from .fields import SpecModel, operational, trajectory
+from .rules import rule_error
+from .types import NonEmptyStr
+
+__all__ = ["CheckpointSpec", "MeshSpec", "ThrottleSpec", "TrainSpec"]
+
+DType = Literal["float32", "bfloat16", "float16"]
+
+
+class TrainSpec(SpecModel):
+    """How long to train and how often to look."""
+
+    steps: int = operational(gt=0, le=10**9)
+    """Optimizer steps to run. Operational: a schedule that decays "until the end"
+    is resolved to an explicit `decay_steps` in the plan, which carries the math."""
+    grad_accum: int = trajectory(1, gt=0, le=4096)
+    """Micro-batches accumulated per optimizer step; must divide `data.batch_size`."""
+    eval_every: int = operational(0, ge=0, le=10**9)
+    """Evaluate on the held-out split every this many steps (0: only at the end)."""
+    log_every: int = operational(10, gt=0, le=10**9)
+    """Write training metrics every this many steps."""
+    ledger_every: int = operational(1, gt=0, le=10**9)
+    """Record a parameter fingerprint in the ledger every this many steps."""
+    dtype: DType = trajectory("float32")
+    """Compute dtype of activations."""
+    param_dtype: DType = trajectory("float32")
+    """Storage dtype of parameters and optimizer state."""
+
+
+class CheckpointSpec(SpecModel):
+    """When and what to checkpoint. On by default; cadence never changes the bits."""
+
+    enabled: bool = operational(True)
+    """Write checkpoints (and resume from them)."""
+    dir: NonEmptyStr | None = operational(None, path=True)
+    """Checkpoint folder; unset means `checkpoints/` inside the run directory.
+    Relative paths resolve against the spec file's folder."""
+    every_steps: int = operational(100, gt=0, le=10**9)
+    """Save after every this many steps (and always at the last step)."""
+    keep_last: int = operational(3, gt=0, le=10**6)
+    """Keep the newest this many checkpoints."""
+    keep_every: int | None = operational(None, gt=0, le=10**9)
+    """Also keep, permanently, every checkpoint whose step is a multiple of this."""
+    async_: bool = operational(True, alias="async")
+    """Write in the background so training does not wait for the disk."""
+    save: Literal["full", "lora"] = operational("full")
+    """`full`: parameters and optimizer state; `lora`: only the adapters and their
+    optimizer state (needs `model.lora`)."""
+    on_preemption: bool = operational(True)
+    """On SIGTERM/SIGINT, finish the step, save, and exit 75 (resumable)."""
+
+    @model_validator(mode="after")
+    def _keep_every_is_multiple(self) -> CheckpointSpec:
+        if self.keep_every is not None and self.keep_every % self.every_steps:
+            raise rule_error(
+                "keep_every",
+                f"must be a multiple of checkpoint.every_steps ({self.every_steps}), "
+                "or no checkpoint is ever kept by it",
+                got=self.keep_every,
+            )
+        return self
+
+
+class ThrottleSpec(SpecModel):
+    """Bounds on asynchronous dispatch."""
+
+    max_inflight: int = operational(2, gt=0, le=1024)
+    """Steps dispatched to the device but not yet finished; the loop blocks on the
+    oldest beyond this (as Tunix's `max_inflight_computations`)."""
+
+
+class MeshSpec(SpecModel):
+    """Device mesh axes. The mesh enters the environment class, not the trajectory:
+    the same spec on another mesh is compared by distance, not bits."""
+
+    data: int = operational(1, ge=-1, le=1 << 20)
+    """Data-parallel axis size; -1 takes all devices left."""
+    fsdp: int = operational(1, ge=-1, le=1 << 20)
+    """Parameter-sharding axis size; -1 takes all devices left."""
+
+    @model_validator(mode="after")
+    def _sizes(self) -> MeshSpec:
+        for axis in ("data", "fsdp"):
+            if getattr(self, axis) == 0:
+                raise rule_error(axis, "must be a positive size or -1", got=0)
+        if self.data == -1 and self.fsdp == -1:
+            raise rule_error("fsdp", "only one of mesh.data and mesh.fsdp may be -1", got=-1)
+        return self
