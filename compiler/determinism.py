@@ -62,5 +62,5 @@ def resolve_determinism(experiment: Experiment) -> DeterminismPlan:
         tolerance=tolerance,
         jax_config=jax_config,
         xla_flags=xla_flags,
-        env={},
+        env={"NPROC": str(spec.cpu_threads)},
     )

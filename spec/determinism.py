@@ -28,6 +28,11 @@ class DeterminismSpec(SpecModel):
     """JAX's default matmul precision (`highest` disables TF32/bf16 passes on accelerators)."""
     threefry_partitionable: bool = trajectory(True)
     """JAX's `jax_threefry_partitionable`: changes every random value, so it is trajectory."""
+    cpu_threads: int = trajectory(2, ge=1, le=1024)
+    """Size of XLA:CPU's intra-op thread pool (`NPROC`), pinned before JAX starts
+    because it decides the bits of large reductions on CPU. Left to the machine it
+    follows the core count, so a 1-core and a 16-core host disagree; pinned to 2 (the
+    default) a 2-core CI runner, a single pinned core and a workstation agree."""
     tolerance: float | None = operational(None, gt=0, le=1)
     """Relative tolerance the `tolerance` contract promises; unset means 1e-5."""
 

@@ -51,7 +51,7 @@ def test_every_operational_field_keeps_the_trajectory(override):
     "override",
     ["optimizer.learning_rate=0.5", "seed=1", "model.hidden=[64]", "data.batch_size=32",
      "model.dropout=0.0", 'train.dtype="bfloat16"', "determinism.threefry_partitionable=false",
-     'seeds.init=3'],
+     'seeds.init=3', "determinism.cpu_threads=4"],
 )
 def test_trajectory_fields_change_the_trajectory(override):
     assert fingerprints(override).trajectory != fingerprints().trajectory
@@ -125,6 +125,8 @@ def test_determinism_settings_follow_the_contract():
     bitwise = plan_spec(DIGITS).determinism
     assert bitwise.deterministic_ops and "--xla_gpu_deterministic_ops=true" in bitwise.xla_flags
     assert bitwise.jax_config["jax_threefry_partitionable"] is True
+    assert bitwise.env == {"NPROC": "2"}
+    assert plan_spec(DIGITS, ["determinism.cpu_threads=8"]).determinism.env == {"NPROC": "8"}
     loose = plan_spec(DIGITS, ['determinism.contract="tolerance"']).determinism
     assert (loose.deterministic_ops, loose.xla_flags, loose.tolerance) == (False, (), 1e-5)
     with pytest.raises(SpecError, match="deterministic_ops: contradicts"):
