@@ -81,6 +81,8 @@ class Experiment(SpecModel):
 def stream_names(experiment: Experiment) -> tuple[str, ...]:
     """All seed streams of an experiment, in a fixed order."""
     extra = []
+    if experiment.model.lora is not None:
+        extra.append("lora")
     if isinstance(experiment.model, CustomModel):
         extra.append("custom.model")
     if isinstance(experiment.data, CustomData):

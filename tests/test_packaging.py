@@ -13,7 +13,15 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-SUBPACKAGES = ("exp", "exp.cli", "exp.spec", "exp.compiler", "exp.runtime", "exp.audit")
+STAGES = {"exp": "exp", "spec": "exp.spec", "compiler": "exp.compiler", "runtime": "exp.runtime", "audit": "exp.audit"}
+SUBPACKAGES = tuple(
+    sorted(
+        ".".join([STAGES[init.relative_to(ROOT).parts[0]], *init.relative_to(ROOT).parts[1:-1]])
+        for folder in STAGES
+        for init in (ROOT / folder).rglob("__init__.py")
+    )
+)
+"""Every package folder in the source tree: a wheel missing one fails here."""
 
 
 def test_wheel_installs_every_subpackage(tmp_path: Path):

@@ -8,7 +8,7 @@ import typer
 
 from exp import __version__
 
-from . import plan, schema, validate
+from . import plan, run, schema, validate
 
 app = typer.Typer(
     name="exp",
@@ -36,6 +36,7 @@ def _root(
     """Declarative, hashed and verified-reproducible JAX experiments."""
 
 
+app.command("run", help=run.HELP)(run.command)
 app.command("validate", help=validate.HELP)(validate.command)
 app.command("plan", help=plan.HELP)(plan.command)
 app.command("schema", help=schema.HELP)(schema.command)

@@ -1,0 +1,1 @@
+"""A lab package with a model factory and a data source factory for `kind = "custom"`."""

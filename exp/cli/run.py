@@ -1,0 +1,92 @@
+"""`exp run`: train a spec, resuming its run directory when it is the same experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .console import EXIT_INVALID, fail_invalid, say
+
+HELP = """Train a spec; kill it at any moment and run it again to resume, bit-exactly.
+
+Example: exp run examples/digits_mlp.toml"""
+
+EXIT_FAILED = 3
+EXIT_PREEMPTED = 75
+
+
+def command(
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.", show_default=False)],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[KEY=VALUE...]", help="Overrides, e.g. train.steps=100.", show_default=False),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Run directory (default: runs/<name>).")
+    ] = None,
+    stop_at: Annotated[
+        int | None, typer.Option("--stop-at", min=1, metavar="STEP", help="Stop cleanly after STEP, with a checkpoint.")
+    ] = None,
+    allow_import: Annotated[
+        list[str] | None,
+        typer.Option("--allow-import", metavar="PREFIX", help="Allow importing custom targets under PREFIX."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout.")] = False,
+) -> None:
+    from exp.compiler import plan_spec
+    from exp.spec import ImportNotAllowed, Problem, SpecError, custom_targets
+    from exp.spec.targets import is_allowed
+
+    allowed = tuple(allow_import or ())
+    try:
+        plan = plan_spec(spec, overrides or [])
+        refused = [
+            Problem(str(spec), None, key, f"importing '{target}' runs its code; allow it with --allow-import "
+                    f"{target.split('.')[0].split(':')[0]}")
+            for key, target in custom_targets(plan.spec).items() if not is_allowed(target, allowed)
+        ]
+        if refused:
+            raise SpecError(refused)
+    except SpecError as err:
+        fail_invalid(err)
+    from exp.runtime.launch import RunFailed, RunOptions, RunRefused, execute
+
+    options = RunOptions(
+        spec_dir=Path(spec).resolve().parent,
+        stop_at=stop_at,
+        allow_imports=allowed,
+        progress="quiet" if quiet else "auto",
+    )
+    target = run_dir if run_dir is not None else Path("runs") / plan.name
+    try:
+        result = execute(plan, target, options)
+    except (RunRefused, ImportNotAllowed) as err:
+        say(str(err))
+        raise typer.Exit(EXIT_INVALID) from None
+    except RunFailed as err:
+        say(f"error: {err}")
+        raise typer.Exit(EXIT_FAILED) from None
+    except Exception as err:  # noqa: BLE001 - a component's own error: one line, exit 3
+        from exp.runtime.errors import input_error
+
+        message = input_error(err)
+        if message is not None:
+            say(f"{spec}: {message}")
+            raise typer.Exit(EXIT_INVALID) from None
+        raise
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
+    if not quiet:
+        messages = {
+            "finished": f"finished {result.step}/{result.total_steps} steps in {result.run_dir}",
+            "stopped": f"stopped at step {result.step}/{result.total_steps} (--stop-at); run again to continue",
+            "preempted": f"preempted by {result.signal} at step {result.step}; checkpoint saved, run again to resume",
+            "complete": f"{result.run_dir} is already complete ({result.step} steps); nothing to do",
+        }
+        say(messages[result.outcome])
+    if result.outcome == "preempted":
+        raise typer.Exit(EXIT_PREEMPTED)

@@ -1,0 +1,134 @@
+"""From a plan to live components: data, model, optimizer and the initial train state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from exp.compiler import Plan
+
+from .data import DataSource, build_data
+from .hashing import full_hash
+from .models import ModelError, apply_lora, build_model, trainable_filter
+from .optim import build_optimizer, build_schedule
+from .step import ModelParts, Steps, make_steps
+from .types import PyTree
+
+__all__ = ["Components", "build_components", "saved_part"]
+
+
+@dataclass
+class Components:
+    """Everything a run computes with, built once per process."""
+
+    data: DataSource
+    parts: ModelParts
+    tx: optax.GradientTransformation
+    steps: Steps
+    state: PyTree
+    """The initial train state: {"params", "frozen", "opt", "step"}, on the mesh."""
+    mesh: Mesh
+    base_weights: str | None
+    """Full hash of LoRA base weights loaded from `lora.init_from`, if any."""
+
+    def place_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Put a host batch on the mesh, split along the data axis."""
+        sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+        return jax.device_put(batch, sharding)
+
+
+def saved_part(state: PyTree, save: str) -> PyTree:
+    """What a checkpoint holds: everything, or (LoRA) all but the frozen base weights,
+    which are loaded again from `lora.init_from` on restore."""
+    if save == "lora":
+        return {key: value for key, value in state.items() if key != "frozen"}
+    return state
+
+
+def _checkpoint_dir(path: Path) -> Path:
+    """A run directory, its checkpoints folder, or one step folder -> the checkpoints folder."""
+    if (path / "checkpoints").is_dir():
+        return path / "checkpoints"
+    if path.name.isdigit() and (path / "state").is_dir():
+        return path.parent
+    return path
+
+
+def _assign(template: Any, restored: Any, where: str) -> Any:
+    # Orbax restores lists as dicts keyed "0", "1", ...: look keys up either way.
+    if isinstance(template, dict):
+        if not isinstance(restored, dict):
+            raise ModelError(f"base checkpoint has no table at '{where}'")
+        out = {}
+        for key, value in template.items():
+            item = restored.get(key, restored.get(str(key)))
+            if item is None:
+                raise ModelError(f"base checkpoint lacks '{where}{key}'; was it saved from this model?")
+            out[key] = _assign(value, item, f"{where}{key}/")
+        return out
+    array = np.asarray(restored)
+    if array.shape != template.shape:
+        raise ModelError(f"base weight '{where[:-1]}' has shape {array.shape}, the model needs {template.shape}")
+    return array.astype(template.dtype)
+
+
+def _load_base_weights(model: nnx.Module, source: Path) -> str:
+    """Load a base run's parameters into `model`; return their full hash."""
+    directory = _checkpoint_dir(source)
+    with ocp.CheckpointManager(directory.absolute(), item_names=("state", "meta")) as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise ModelError(f"lora.init_from: no finished checkpoint in {source}")
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    saved = restored.state
+    if not isinstance(saved, dict) or "frozen" not in saved:
+        raise ModelError(f"lora.init_from: {source} holds a LoRA-only checkpoint, not full weights")
+    state = nnx.state(model, nnx.Param)
+    pure = _assign(state.to_pure_dict(), saved["params"], "")
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(model, state)
+    return full_hash(pure)
+
+
+def build_components(plan: Plan, spec_dir: Path, allow_imports: Sequence[str] = ()) -> Components:
+    """Build data, model, optimizer and steps for `plan`; relative paths resolve against `spec_dir`."""
+    spec = plan.spec
+    data = build_data(spec.data, plan.seeds, spec_dir, allow_imports)
+    model = build_model(
+        spec.model, data.info, plan.seeds["init"], dtype=spec.train.dtype, param_dtype=spec.train.param_dtype,
+        allow_imports=allow_imports, search=[spec_dir], with_lora=False,
+    )
+    base_weights = None
+    lora = spec.model.lora
+    if lora is not None:
+        if lora.init_from:
+            base_weights = _load_base_weights(model, spec_dir / lora.init_from)
+        model = apply_lora(model, lora, plan.seeds["lora"])
+    graphdef, params, frozen = nnx.split(model, trainable_filter(spec.model), ...)
+    parts = ModelParts(graphdef=graphdef, params=params, frozen=frozen)
+
+    tx = build_optimizer(spec.optimizer)
+    schedule = build_schedule(spec.optimizer.schedule, spec.optimizer.learning_rate)
+    steps = make_steps(parts, tx, schedule, data.info.task, plan.seeds["dropout"], spec.train.grad_accum)
+
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params_pure = params.to_pure_dict()
+    state = {
+        "params": params_pure,
+        "frozen": frozen.to_pure_dict(),
+        "opt": tx.init(params_pure),
+        "step": jnp.zeros((), jnp.int32),
+    }
+    state = jax.device_put(state, replicated)
+    return Components(data=data, parts=parts, tx=tx, steps=steps, state=state, mesh=mesh, base_weights=base_weights)

@@ -1,0 +1,88 @@
+"""`execute`: run a plan in a run directory, resuming it when it is the same experiment.
+
+This module imports no JAX at load time: the plan's determinism settings must
+be in the environment before JAX starts, and a refused run directory must be
+refused before anything is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from exp.compiler import Plan
+
+from .environment import apply_determinism
+from .rundir import RunDir, RunRefused
+
+__all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "execute"]
+
+Outcome = Literal["finished", "stopped", "preempted", "complete"]
+
+
+class RunFailed(RuntimeError):
+    """The run could not go on (a bad checkpoint, a disk error, a crash in a component)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    spec_dir: Path
+    """Folder that relative paths in the spec resolve against."""
+    stop_at: int | None = None
+    allow_imports: Sequence[str] = ()
+    progress: Literal["auto", "bar", "lines", "quiet"] = "auto"
+    compilation_cache: Path | None = field(default=None)
+    """Persistent XLA compilation cache; None uses `$EXP_CACHE_DIR` or `~/.cache/expspec/xla`."""
+
+
+@dataclass
+class RunResult:
+    outcome: Outcome
+    run_dir: Path
+    step: int
+    total_steps: int
+    full_hash: str | None
+    eval_metrics: dict[str, float] | None
+    compilations: int
+    signal: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome, "run_dir": str(self.run_dir), "step": self.step,
+            "total_steps": self.total_steps, "full_hash": self.full_hash, "eval": self.eval_metrics,
+            "compilations": self.compilations, "signal": self.signal,
+        }
+
+
+def _enable_compilation_cache(path: Path | None) -> None:
+    import jax
+
+    cache = path or Path(os.environ.get("EXP_CACHE_DIR") or Path.home() / ".cache" / "expspec" / "xla")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a cache is an optimisation; never fail a run for it
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
+    """Train `plan` in `run_dir` (new, or an earlier run of the same trajectory).
+
+    Raises `RunRefused` (exit 2) for a directory of another experiment or one
+    in use, `RunFailed` (exit 3) when training cannot go on.
+    """
+    rundir = RunDir(run_dir)
+    previous = rundir.check_continuable(plan)  # before anything is written
+    apply_determinism(plan.determinism)
+    _enable_compilation_cache(options.compilation_cache)
+
+    from .session import Session  # imports JAX, after the settings are in place
+
+    rundir.root.mkdir(parents=True, exist_ok=True)
+    with Session(plan, rundir, options, previous) as session:
+        return session.run()

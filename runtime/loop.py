@@ -1,0 +1,191 @@
+"""The training loop: dispatch, throttle, record, evaluate, checkpoint, stop.
+
+The loop dispatches step s+1 before it looks at step s: the device never waits
+for the host to log. At most `max_inflight` steps are dispatched and unfinished;
+beyond that the loop blocks on the oldest, then records its metrics and ledger
+fingerprints, which by then are ready. Host work per step is O(1): nothing
+re-reads or re-stacks the history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax
+import numpy as np
+
+from exp.compiler import Plan
+
+from .build import Components, saved_part
+from .checkpoint import Checkpointer
+from .hashing import combine_fingerprints, full_hash, leaf_paths
+from .progress import ProgressReport
+from .records import JsonLines
+from .signals import PreemptionGuard
+
+__all__ = ["LoopResult", "Recorders", "train_loop"]
+
+Status = Literal["finished", "stopped", "preempted"]
+
+
+@dataclass
+class Recorders:
+    """The run's append-only files."""
+
+    ledger: JsonLines
+    metrics: JsonLines
+    events: JsonLines
+
+
+@dataclass
+class LoopResult:
+    status: Status
+    step: int
+    state: Any
+    eval_metrics: dict[str, float] | None
+    signal: str | None = None
+
+
+@dataclass
+class _Pending:
+    step: int
+    metrics: dict[str, jax.Array]
+    fingerprints: dict[str, jax.Array]
+
+
+def _fingerprint_record(step: int, fps: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
+        "kind": "step",
+        "step": step,
+        "params": combine_fingerprints(fps["params"]),
+        "opt": combine_fingerprints(fps["opt"]),
+        # Per-leaf fingerprints, 16 hex digits each, in the order of the "leaves" record.
+        "leaves": np.ascontiguousarray(fps["params"], "<u4").tobytes().hex()
+        + np.ascontiguousarray(fps["opt"], "<u4").tobytes().hex(),
+    }
+
+
+class _Loop:
+    def __init__(
+        self, plan: Plan, comps: Components, recorders: Recorders, checkpointer: Checkpointer | None,
+        progress: ProgressReport, guard: PreemptionGuard, attempt: int,
+    ) -> None:
+        self.plan, self.comps, self.rec = plan, comps, recorders
+        self.checkpointer, self.progress, self.guard = checkpointer, progress, guard
+        self.attempt = attempt
+        train = plan.spec.train
+        self.total, self.log_every, self.ledger_every, self.eval_every = (
+            train.steps, train.log_every, train.ledger_every, train.eval_every,
+        )
+        self.max_inflight = plan.throttle.max_inflight
+        self.inflight: deque[_Pending] = deque()
+        self.eval_metrics: dict[str, float] | None = None
+        self._last_time = time.perf_counter()
+        self._last_step = 0
+
+    # -- records ---------------------------------------------------------
+    def retire(self) -> None:
+        """Wait for the oldest dispatched step and record what it produced."""
+        pending = self.inflight.popleft()
+        metrics, fps = jax.device_get((pending.metrics, pending.fingerprints))
+        step = pending.step
+        if step % self.ledger_every == 0 or step == self.total:
+            self.rec.ledger.write({**_fingerprint_record(step, fps), "attempt": self.attempt})
+        if step % self.log_every == 0 or step == self.total:
+            now = time.perf_counter()
+            rate = (step - self._last_step) / (now - self._last_time) if now > self._last_time else 0.0
+            self._last_time, self._last_step = now, step
+            record = {name: float(value) for name, value in metrics.items()}
+            self.rec.metrics.write({"step": step, "split": "train", **record, "steps_per_s": rate, "time": time.time()})
+        self.progress.update(step, float(metrics["loss"]))
+
+    def drain(self) -> None:
+        while self.inflight:
+            self.retire()
+
+    # -- evaluation and checkpoints -------------------------------------
+    def evaluate(self, state: Any, step: int) -> None:
+        sums: dict[str, jax.Array] | None = None
+        for batch in self.comps.data.eval_batches():
+            out = self.comps.steps.evaluate(state, self.comps.place_batch(batch))
+            sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
+        if sums is None:
+            return
+        host = {name: float(value) for name, value in jax.device_get(sums).items()}
+        total = host.pop("weight")
+        self.eval_metrics = {name: value / total for name, value in host.items()}
+        self.rec.metrics.write({"step": step, "split": "eval", **self.eval_metrics, "time": time.time()})
+        self.progress.note(
+            f"eval at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in self.eval_metrics.items())
+        )
+
+    def save(self, state: Any, step: int, *, force: bool) -> None:
+        if self.checkpointer is None:
+            return
+        if not force and not self.checkpointer.due(step):
+            return
+        saved = saved_part(state, self.plan.checkpoint.save)
+        # A private host copy: the device buffers are donated to the next step
+        # while an async save may still be writing.
+        host = jax.tree.map(lambda a: np.array(a, copy=True), jax.device_get(saved))
+        digest = full_hash(host)
+        meta = {
+            "step": step,
+            "full_hash": digest,
+            "save": self.plan.checkpoint.save,
+            "trajectory": self.plan.fingerprints.trajectory,
+            "spec": self.plan.fingerprints.spec,
+            "data": self.comps.data.fingerprint,
+            "base_weights": self.comps.base_weights,
+        }
+        if self.checkpointer.save(step, host, meta, force=force):
+            self.rec.ledger.write({"kind": "checkpoint", "step": step, "full_hash": digest, "attempt": self.attempt})
+
+    # -- the loop --------------------------------------------------------
+    def run(self, state: Any, start: int, stop_at: int | None) -> LoopResult:
+        data, steps = self.comps.data, self.comps.steps
+        end = min(self.total, stop_at) if stop_at is not None else self.total
+        self._last_step = start
+        self.rec.ledger.write(
+            {"kind": "leaves", "params": leaf_paths(state["params"]), "opt": leaf_paths(state["opt"]),
+             "attempt": self.attempt}
+        )
+        step = start
+        batch = self.comps.place_batch(data.train_batch(step)) if step < end else None
+        while step < end:
+            state, metrics, fps = steps.train(state, batch)
+            step += 1
+            self.inflight.append(_Pending(step, metrics, fps))
+            if step < end:  # assemble the next batch while the device computes
+                batch = self.comps.place_batch(data.train_batch(step))
+            while len(self.inflight) > self.max_inflight:
+                self.retire()
+            if self.eval_every and step % self.eval_every == 0 and step < self.total:
+                self.drain()
+                self.evaluate(state, step)
+            if self.guard.requested:
+                self.drain()
+                if self.plan.checkpoint.on_preemption:
+                    self.save(state, step, force=True)
+                return LoopResult("preempted", step, state, self.eval_metrics, self.guard.requested)
+            if self.checkpointer is not None and (step == end or self.checkpointer.due(step)):
+                self.drain()
+                self.save(state, step, force=step == end)
+        self.drain()
+        if step == self.total:
+            self.evaluate(state, step)
+            return LoopResult("finished", step, state, self.eval_metrics)
+        return LoopResult("stopped", step, state, self.eval_metrics)
+
+
+def train_loop(
+    plan: Plan, comps: Components, state: Any, start: int, *, recorders: Recorders,
+    checkpointer: Checkpointer | None, progress: ProgressReport, guard: PreemptionGuard,
+    stop_at: int | None, attempt: int,
+) -> LoopResult:
+    """Train from `start` (steps already done) to the end or `stop_at`."""
+    loop = _Loop(plan, comps, recorders, checkpointer, progress, guard, attempt)
+    return loop.run(state, start, stop_at)

@@ -1,0 +1,86 @@
+"""Model construction: a registry of families keyed by `model.kind`, plus LoRA.
+
+Every model is called as `model(x, *, train, key)`. Dropout layers hold no RNG
+state; each draws its mask from a key folded out of the per-step `key`, so
+`nnx.state(model)` is parameters only and a resumed run needs no RNG counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from flax import nnx
+
+from ...spec.model import ModelSpec
+from ..types import DataInfo
+from .common import BuildContext, ModelError, parse_dtype
+from .custom import CustomAdapter, build_custom
+from .lora import LoRALinear, apply_lora
+from .mlp import MLPNet, build_mlp
+from .transformer import TransformerLM, build_transformer
+
+__all__ = [
+    "MODEL_BUILDERS",
+    "BuildContext",
+    "CustomAdapter",
+    "LoRALinear",
+    "MLPNet",
+    "ModelError",
+    "TransformerLM",
+    "apply_lora",
+    "build_model",
+    "trainable_filter",
+]
+
+Builder = Callable[..., nnx.Module]
+
+MODEL_BUILDERS: dict[str, Builder] = {
+    "mlp": build_mlp,
+    "transformer": build_transformer,
+    "custom": build_custom,
+}
+"""`model.kind` -> `builder(spec, info, ctx: BuildContext) -> nnx.Module`."""
+
+
+def build_model(
+    spec: ModelSpec,
+    info: DataInfo,
+    init_seed: int,
+    *,
+    dtype: str = "float32",
+    param_dtype: str = "float32",
+    allow_imports: Sequence[str] = (),
+    search: Sequence[Path] = (),
+    with_lora: bool = True,
+) -> nnx.Module:
+    """Build the model a spec describes; the same seed gives bitwise the same parameters.
+
+    `with_lora=False` returns the bare base model so base weights can be
+    loaded into it before `apply_lora(model, spec.lora, init_seed)` adds
+    adapters: the same adapters `build_model` would have added itself.
+    """
+    try:
+        builder = MODEL_BUILDERS[spec.kind]
+    except KeyError:
+        raise ModelError(f"unknown model.kind '{spec.kind}'; known: {sorted(MODEL_BUILDERS)}") from None
+    ctx = BuildContext(
+        init_seed=init_seed,
+        dtype=parse_dtype(dtype),
+        param_dtype=parse_dtype(param_dtype),
+        allow_imports=tuple(allow_imports),
+        search=tuple(search),
+    )
+    model = builder(spec, info, ctx)
+    if with_lora and spec.lora is not None:
+        apply_lora(model, spec.lora, init_seed)
+    return model
+
+
+def trainable_filter(spec: ModelSpec) -> type[nnx.Param]:
+    """Which variables the optimizer updates: only the adapters when LoRA is on.
+
+    `nnx.LoRAParam` subclasses `nnx.Param`, so the frozen complement of a LoRA
+    run is `nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))`.
+    """
+    return nnx.LoRAParam if spec.lora is not None else nnx.Param

@@ -1,0 +1,76 @@
+"""Low-rank adapters grafted onto named `nnx.Linear` layers of any model."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from ...spec.model import LoRA
+from .common import ModelError
+
+__all__ = ["LoRALinear", "apply_lora"]
+
+# Separates the adapters' key stream from the base parameters' stream, which
+# `nnx.Rngs(params=seed)` derives as fold_in(key(seed), 0, 1, 2, ...): with the
+# same seed and no separation, adapter i would reuse base parameter i's key.
+_LORA_DOMAIN = 0x4C6F5241  # "LoRA"
+
+
+class LoRALinear(nnx.Module):
+    """`base(x) + (alpha / rank) * lora(x)`.
+
+    `nnx.LoRA` does not scale by alpha / rank, so the scale lives here. The base
+    keeps its own `nnx.Param`s (frozen by the trainable filter); only the
+    `nnx.LoRAParam`s `lora.lora_a` / `lora.lora_b` are trained. `lora_b` starts
+    at zero, so at initialisation the layer equals its base.
+    """
+
+    def __init__(self, base: nnx.Linear, rank: int, alpha: float, *, rngs: nnx.Rngs) -> None:
+        self.base = base
+        self.lora = nnx.LoRA(
+            base.in_features,
+            rank,
+            base.out_features,
+            dtype=base.dtype,
+            param_dtype=base.param_dtype,
+            rngs=rngs,
+        )
+        self.scale = float(alpha) / rank
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.base(x) + self.scale * self.lora(x)
+
+
+def _path_key(path: tuple) -> tuple[str, ...]:
+    return tuple(str(p) for p in path)
+
+
+def apply_lora(model: nnx.Module, lora: LoRA, seed: int) -> nnx.Module:
+    """Wrap every `nnx.Linear` attribute named in `lora.targets` with a `LoRALinear`, in place.
+
+    Adapters are keyed by their sorted position among the matches, so the same
+    model, targets and seed always give the same adapters. A Linear reachable
+    under several names gets one shared adapter, preserving the sharing.
+    """
+    targets = set(lora.targets)
+    matches: list[tuple[tuple[str, ...], nnx.Module, str, nnx.Linear]] = []
+    for path, parent in nnx.iter_modules(model):
+        if isinstance(parent, LoRALinear):
+            continue  # already adapted; its `base` must not be wrapped again
+        for name, value in list(vars(parent).items()):
+            if name in targets and isinstance(value, nnx.Linear):
+                matches.append((_path_key(path) + (name,), parent, name, value))
+    if not matches:
+        raise ModelError(
+            f"model.lora.targets {sorted(targets)} match no nnx.Linear layer of the model "
+            "(targets are attribute names such as 'query')"
+        )
+    matches.sort(key=lambda m: m[0])
+    root = jax.random.fold_in(jax.random.key(seed), _LORA_DOMAIN)
+    adapters: dict[int, LoRALinear] = {}
+    for index, (_, parent, name, linear) in enumerate(matches):
+        if id(linear) not in adapters:
+            rngs = nnx.Rngs(params=jax.random.fold_in(root, index))
+            adapters[id(linear)] = LoRALinear(linear, lora.rank, lora.alpha, rngs=rngs)
+        setattr(parent, name, adapters[id(linear)])
+    return model

@@ -1,0 +1,131 @@
+"""Append-only JSON-lines files (ledger, metrics, events) and the run directory lock.
+
+A run can be killed between any two bytes. Each record is one line written
+with a single `write` and flushed, so what reaches the file is a prefix of the
+intended content: at worst the last line is torn. `repair_tail` cuts a torn
+last line on resume; no complete line is ever rewritten or lost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["JsonLines", "RunLock", "RunLocked", "iter_jsonl", "read_jsonl", "repair_tail"]
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn (unterminated) last line; return how many bytes were removed."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size == 0:
+        return 0
+    with path.open("rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return 0
+        # Walk back to the last newline in chunks; specs of lines are small.
+        end, chunk = size, 4096
+        keep = 0
+        while end > 0:
+            start = max(0, end - chunk)
+            handle.seek(start)
+            block = handle.read(end - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return size - keep
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a JSON-lines file, skipping a torn last line."""
+    try:
+        handle = path.open("r", encoding="utf-8")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                return
+            yield json.loads(line)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return list(iter_jsonl(path))
+
+
+class JsonLines:
+    """An append-only JSON-lines file, flushed after every record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        repair_tail(path)
+        self._handle: TextIO | None = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        assert self._handle is not None, f"{self.path} is closed"
+        self._handle.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """One writer per run directory, held with `flock`.
+
+    The kernel drops an `flock` when its process dies, however it dies, so a lock
+    left by a killed run is never mistaken for a live one: the next run takes it
+    over and learns from the file who held it before.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.previous: dict[str, Any] | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._read(fd)
+            os.close(fd)
+            who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
+            raise RunLocked(f"{self.path.parent} is in use by {who}; wait for it or stop it") from None
+        self.previous = self._read(fd) or None
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self._fd = fd
+
+    @staticmethod
+    def _read(fd: int) -> dict[str, Any]:
+        try:
+            return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except (ValueError, UnicodeDecodeError):
+            return {}
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
