@@ -40,14 +40,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     samples: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, argv in COMMANDS.items():  # warm the file cache once
+    for argv in COMMANDS.values():  # warm the file cache once
         _time(argv)
     for _ in range(args.repeats):
         for name, argv in COMMANDS.items():
             samples[name].append(_time(argv))
     baseline = statistics.median(samples["import jax"])
-    rows = {name: {"median_s": statistics.median(s), "ratio_to_import_jax": statistics.median(s) / baseline}
-            for name, s in samples.items()}
+    rows = {
+        name: {"median_s": statistics.median(s), "ratio_to_import_jax": statistics.median(s) / baseline}
+        for name, s in samples.items()
+    }
     print(f"{'command':<18} {'median s':>9} {'/ import jax':>13}")
     for name, row in rows.items():
         print(f"{name:<18} {row['median_s']:>9.3f} {row['ratio_to_import_jax']:>13.2f}")

@@ -36,9 +36,7 @@ def resolve_spec(experiment: Experiment) -> Experiment:
         optimizer = optimizer.model_copy(update={"schedule": schedule})
     determinism = experiment.determinism
     if determinism.deterministic_ops is None:
-        determinism = determinism.model_copy(
-            update={"deterministic_ops": determinism.contract == "bitwise"}
-        )
+        determinism = determinism.model_copy(update={"deterministic_ops": determinism.contract == "bitwise"})
     return experiment.model_copy(update={"optimizer": optimizer, "determinism": determinism})
 
 
@@ -109,7 +107,5 @@ def compile_spec(
 def plan_spec(file: str | Path, overrides: Sequence[str] = ()) -> Plan:
     """Load the spec file `file` with `overrides` and compile it."""
     loaded = load_spec(file, overrides)
-    source = PlanSource(
-        file=loaded.file, files=loaded.files, overrides=tuple(o.text for o in loaded.overrides)
-    )
+    source = PlanSource(file=loaded.file, files=loaded.files, overrides=tuple(o.text for o in loaded.overrides))
     return compile_spec(loaded.experiment, source=source, search=[loaded.folder])

@@ -26,7 +26,4 @@ def derive_seed(root: int, stream: str) -> int:
 
 def derive_seeds(experiment: Experiment) -> dict[str, int]:
     """Every stream of `experiment` -> its seed, pinned streams taking their pinned value."""
-    return {
-        name: experiment.seeds.get(name, derive_seed(experiment.seed, name))
-        for name in stream_names(experiment)
-    }
+    return {name: experiment.seeds.get(name, derive_seed(experiment.seed, name)) for name in stream_names(experiment)}

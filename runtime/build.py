@@ -105,8 +105,14 @@ def build_components(plan: Plan, spec_dir: Path, allow_imports: Sequence[str] = 
     spec = plan.spec
     data = build_data(spec.data, plan.seeds, spec_dir, allow_imports)
     model = build_model(
-        spec.model, data.info, plan.seeds["init"], dtype=spec.train.dtype, param_dtype=spec.train.param_dtype,
-        allow_imports=allow_imports, search=[spec_dir], with_lora=False,
+        spec.model,
+        data.info,
+        plan.seeds["init"],
+        dtype=spec.train.dtype,
+        param_dtype=spec.train.param_dtype,
+        allow_imports=allow_imports,
+        search=[spec_dir],
+        with_lora=False,
     )
     base_weights = None
     lora = spec.model.lora

@@ -51,9 +51,14 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "outcome": self.outcome, "run_dir": str(self.run_dir), "step": self.step,
-            "total_steps": self.total_steps, "full_hash": self.full_hash, "eval": self.eval_metrics,
-            "compilations": self.compilations, "signal": self.signal,
+            "outcome": self.outcome,
+            "run_dir": str(self.run_dir),
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "full_hash": self.full_hash,
+            "eval": self.eval_metrics,
+            "compilations": self.compilations,
+            "signal": self.signal,
         }
 
 

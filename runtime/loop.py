@@ -70,15 +70,24 @@ def _fingerprint_record(step: int, fps: dict[str, np.ndarray]) -> dict[str, Any]
 
 class _Loop:
     def __init__(
-        self, plan: Plan, comps: Components, recorders: Recorders, checkpointer: Checkpointer | None,
-        progress: ProgressReport, guard: PreemptionGuard, attempt: int,
+        self,
+        plan: Plan,
+        comps: Components,
+        recorders: Recorders,
+        checkpointer: Checkpointer | None,
+        progress: ProgressReport,
+        guard: PreemptionGuard,
+        attempt: int,
     ) -> None:
         self.plan, self.comps, self.rec = plan, comps, recorders
         self.checkpointer, self.progress, self.guard = checkpointer, progress, guard
         self.attempt = attempt
         train = plan.spec.train
         self.total, self.log_every, self.ledger_every, self.eval_every = (
-            train.steps, train.log_every, train.ledger_every, train.eval_every,
+            train.steps,
+            train.log_every,
+            train.ledger_every,
+            train.eval_every,
         )
         self.max_inflight = plan.throttle.max_inflight
         self.inflight: deque[_Pending] = deque()
@@ -118,9 +127,7 @@ class _Loop:
         total = host.pop("weight")
         self.eval_metrics = {name: value / total for name, value in host.items()}
         self.rec.metrics.write({"step": step, "split": "eval", **self.eval_metrics, "time": time.time()})
-        self.progress.note(
-            f"eval at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in self.eval_metrics.items())
-        )
+        self.progress.note(f"eval at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in self.eval_metrics.items()))
 
     def save(self, state: Any, step: int, *, force: bool) -> None:
         if self.checkpointer is None:
@@ -150,8 +157,12 @@ class _Loop:
         end = min(self.total, stop_at) if stop_at is not None else self.total
         self._last_step = start
         self.rec.ledger.write(
-            {"kind": "leaves", "params": leaf_paths(state["params"]), "opt": leaf_paths(state["opt"]),
-             "attempt": self.attempt}
+            {
+                "kind": "leaves",
+                "params": leaf_paths(state["params"]),
+                "opt": leaf_paths(state["opt"]),
+                "attempt": self.attempt,
+            }
         )
         step = start
         batch = self.comps.place_batch(data.train_batch(step)) if step < end else None
@@ -182,9 +193,17 @@ class _Loop:
 
 
 def train_loop(
-    plan: Plan, comps: Components, state: Any, start: int, *, recorders: Recorders,
-    checkpointer: Checkpointer | None, progress: ProgressReport, guard: PreemptionGuard,
-    stop_at: int | None, attempt: int,
+    plan: Plan,
+    comps: Components,
+    state: Any,
+    start: int,
+    *,
+    recorders: Recorders,
+    checkpointer: Checkpointer | None,
+    progress: ProgressReport,
+    guard: PreemptionGuard,
+    stop_at: int | None,
+    attempt: int,
 ) -> LoopResult:
     """Train from `start` (steps already done) to the end or `stop_at`."""
     loop = _Loop(plan, comps, recorders, checkpointer, progress, guard, attempt)

@@ -27,8 +27,13 @@ class ProgressReport:
         self._bar: Progress | None = None
         if mode == "bar":
             self._bar = Progress(
-                TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[status]}"),
-                TimeRemainingColumn(), console=self.console, transient=False,
+                TextColumn("step"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
             )
             self._task = self._bar.add_task("train", total=total, completed=start, status="")
             self._bar.start()

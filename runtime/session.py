@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from typing import Any
 
 import jax
@@ -77,7 +78,11 @@ class Session:
     def _restore(self, comps: Components, step: int, meta: dict[str, Any]) -> Any:
         assert self.checkpointer is not None
         saved = saved_part(comps.state, meta.get("save", "full"))
-        restored, _ = self.checkpointer.restore(step, saved)
+        try:
+            restored, _ = self.checkpointer.restore(step, saved)
+        except Exception as err:  # Orbax/TensorStore raise plain exceptions for unreadable bytes
+            reason = str(err).splitlines()[0][:200]
+            raise RunFailed(f"{self.checkpointer.directory}/{step}: checkpoint cannot be read: {reason}") from err
         digest = full_hash(restored)
         if digest != meta.get("full_hash"):
             raise RunFailed(
@@ -103,6 +108,26 @@ class Session:
         write_json_atomic(self.rundir.env, env)
         return notes
 
+    def _begin(
+        self, comps: Components, latest: tuple[int, dict[str, Any]] | None, attempt: int, progress: ProgressReport
+    ) -> tuple[Any, int]:
+        """The state to train from and its step: restored, or fresh."""
+        if latest is None:
+            self.event(
+                "start",
+                step=0,
+                attempt=attempt,
+                trajectory=self.plan.fingerprints.trajectory,
+                data=comps.data.fingerprint,
+                base_weights=comps.base_weights,
+            )
+            return comps.state, 0
+        start, meta = latest
+        state = self._restore(comps, start, meta)
+        self.event("resume", step=start, attempt=attempt, full_hash=meta["full_hash"])
+        progress.note(f"resumed {self.rundir.root} at step {start}/{self.plan.spec.train.steps}")
+        return state, start
+
     # -- the run ---------------------------------------------------------
     def run(self) -> RunResult:
         plan, options, rundir = self.plan, self.options, self.rundir
@@ -112,8 +137,15 @@ class Session:
             self.checkpointer = Checkpointer(rundir.checkpoints(plan, options.spec_dir), plan.checkpoint, total)
         latest = self._latest_checkpoint(comps) if self.checkpointer else None
         if latest is not None and latest[0] >= total and self.previous is not None:
-            return RunResult("complete", rundir.root, latest[0], total, latest[1].get("full_hash"), None,
-                             comps.steps.train._cache_size())
+            return RunResult(
+                "complete",
+                rundir.root,
+                latest[0],
+                total,
+                latest[1].get("full_hash"),
+                None,
+                comps.steps.train._cache_size(),
+            )
 
         self.recorders = Recorders(
             ledger=JsonLines(rundir.ledger), metrics=JsonLines(rundir.metrics), events=JsonLines(rundir.events)
@@ -126,29 +158,37 @@ class Session:
         progress = ProgressReport(total, latest[0] if latest else 0, options.progress, plan.spec.train.log_every)
         for note in notes:
             progress.note(note)
-        state, start = comps.state, 0
-        if latest is not None:
-            start, meta = latest
-            state = self._restore(comps, start, meta)
-            self.event("resume", step=start, attempt=attempt, full_hash=meta["full_hash"])
-            progress.note(f"resumed {rundir.root} at step {start}/{total}")
-        else:
-            self.event("start", step=0, attempt=attempt, trajectory=plan.fingerprints.trajectory,
-                       data=comps.data.fingerprint, base_weights=comps.base_weights)
         try:
+            state, start = self._begin(comps, latest, attempt, progress)
             with PreemptionGuard() as guard:
                 result = train_loop(
-                    plan, comps, state, start, recorders=self.recorders, checkpointer=self.checkpointer,
-                    progress=progress, guard=guard, stop_at=options.stop_at, attempt=attempt,
+                    plan,
+                    comps,
+                    state,
+                    start,
+                    recorders=self.recorders,
+                    checkpointer=self.checkpointer,
+                    progress=progress,
+                    guard=guard,
+                    stop_at=options.stop_at,
+                    attempt=attempt,
                 )
                 if self.checkpointer is not None:
                     self.checkpointer.wait()
+            digest = full_hash(jax.device_get(saved_part(result.state, plan.checkpoint.save)))
         except Exception as err:
-            self.event("error", error=f"{type(err).__name__}: {err}")
+            self.event("error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
             raise
         finally:
             progress.close()
-        digest = full_hash(jax.device_get(saved_part(result.state, plan.checkpoint.save)))
         self.event(result.status, step=result.step, full_hash=digest, signal=result.signal, eval=result.eval_metrics)
-        return RunResult(result.status, rundir.root, result.step, total, digest, result.eval_metrics,
-                         comps.steps.train._cache_size(), result.signal)
+        return RunResult(
+            result.status,
+            rundir.root,
+            result.step,
+            total,
+            digest,
+            result.eval_metrics,
+            comps.steps.train._cache_size(),
+            result.signal,
+        )

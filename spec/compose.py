@@ -120,7 +120,7 @@ def _compose(file: str, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Source
     target = (doc.path.parent / extends).resolve()
     here = (*chain, doc.path)
     if target in here:
-        loop = [p.name for p in here[here.index(target):]] + [target.name]
+        loop = [p.name for p in here[here.index(target) :]] + [target.name]
         raise fail("cycle: " + " -> ".join(loop))
     if len(here) > MAX_EXTENDS:
         raise fail(f"more than {MAX_EXTENDS} files deep")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -103,6 +103,4 @@ class CustomData(_Data):
     """Keyword arguments passed to the factory."""
 
 
-DataSpec = Annotated[
-    Union[Digits, TextChars, Synthetic, Npz, CustomData], Field(discriminator="kind")
-]
+DataSpec = Annotated[Digits | TextChars | Synthetic | Npz | CustomData, Field(discriminator="kind")]

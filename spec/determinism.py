@@ -41,8 +41,7 @@ class DeterminismSpec(SpecModel):
         if self.contract == "bitwise" and self.deterministic_ops is False:
             raise rule_error(
                 "deterministic_ops",
-                'contradicts determinism.contract = "bitwise"; '
-                'remove it or use contract = "tolerance"',
+                'contradicts determinism.contract = "bitwise"; remove it or use contract = "tolerance"',
                 got=False,
             )
         if self.tolerance is not None and self.contract != "tolerance":

@@ -45,9 +45,7 @@ def _decode(file: str, raw: bytes) -> str:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise _problem(
-            file, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {column})", line
-        ) from None
+        raise _problem(file, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {column})", line) from None
     return text.removeprefix("\ufeff")
 
 

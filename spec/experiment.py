@@ -59,8 +59,9 @@ class Experiment(SpecModel):
             )
         if self.checkpoint.save == "lora" and self.model.lora is None:
             raise rule_error(
-                "checkpoint.save", 'is "lora" but model.lora is not set; add [model.lora] '
-                'or save = "full"', got="lora",
+                "checkpoint.save",
+                'is "lora" but model.lora is not set; add [model.lora] or save = "full"',
+                got="lora",
             )
         if isinstance(self.model, Transformer) and isinstance(self.data, TextChars):
             if self.data.seq_len > self.model.max_len:
@@ -88,4 +89,3 @@ def stream_names(experiment: Experiment) -> tuple[str, ...]:
     if isinstance(experiment.data, CustomData):
         extra.append("custom.data")
     return BASE_STREAMS + tuple(extra)
-

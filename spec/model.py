@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -91,4 +91,4 @@ class CustomModel(_Model):
     """Keyword arguments passed to the factory."""
 
 
-ModelSpec = Annotated[Union[MLP, Transformer, CustomModel], Field(discriminator="kind")]
+ModelSpec = Annotated[MLP | Transformer | CustomModel, Field(discriminator="kind")]

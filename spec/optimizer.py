@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -59,7 +59,7 @@ class Linear(_Decay):
     """Schedule shape."""
 
 
-ScheduleSpec = Annotated[Union[Constant, Cosine, Linear], Field(discriminator="kind")]
+ScheduleSpec = Annotated[Constant | Cosine | Linear, Field(discriminator="kind")]
 
 
 class _Optimizer(SpecModel):
@@ -124,6 +124,4 @@ class Lion(_Optimizer):
     """Decay of the momentum."""
 
 
-OptimizerSpec = Annotated[
-    Union[SGD, Momentum, Adam, AdamW, Lion], Field(discriminator="kind")
-]
+OptimizerSpec = Annotated[SGD | Momentum | Adam | AdamW | Lion, Field(discriminator="kind")]

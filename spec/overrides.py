@@ -58,7 +58,7 @@ def _key_path(text: str, key: str) -> tuple[str, ...]:
         raise _fail(text, f"{key!r} is not a dotted key") from None
     path: list[str] = []
     while isinstance(table, dict):
-        (name, table), = table.items()
+        ((name, table),) = table.items()
         path.append(name)
     return tuple(path)
 
@@ -73,7 +73,7 @@ def _value(text: str, raw: str) -> Any:
             return parsed["v"]
         if _BARE_WORD.match(raw):
             return raw
-    raise _fail(text, f"{raw!r} is not a TOML value (quote strings: key=\"text\")")
+    raise _fail(text, f'{raw!r} is not a TOML value (quote strings: key="text")')
 
 
 def parse_override(text: str) -> Override:

@@ -120,7 +120,5 @@ def problems_from(
         allowed = _allowed_keys(root, loc[:-1], data) if error["type"] == "extra_forbidden" else []
         origin = sources.locate(loc)
         file, line = (origin.file, origin.line) if origin else (main_file, None)
-        problems.append(
-            Problem(file, line, key_path_text(loc), _message(error, key, allowed), _got(error))
-        )
+        problems.append(Problem(file, line, key_path_text(loc), _message(error, key, allowed), _got(error)))
     return problems

@@ -27,7 +27,9 @@ SUBPACKAGES = tuple(
 def test_wheel_installs_every_subpackage(tmp_path: Path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"), str(ROOT)],
-        check=True, timeout=600, cwd=tmp_path,
+        check=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     (wheel,) = (tmp_path / "dist").glob("expspec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -37,7 +39,9 @@ def test_wheel_installs_every_subpackage(tmp_path: Path):
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
-        check=True, timeout=600, cwd=tmp_path,
+        check=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     code = (
         "import importlib, sys\n"
@@ -48,8 +52,12 @@ def test_wheel_installs_every_subpackage(tmp_path: Path):
         f"print(plan_spec({str(ROOT / 'examples' / 'digits_mlp.toml')!r}).fingerprints.trajectory)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], env={"PYTHONPATH": str(target), "PATH": ""},
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(target), "PATH": ""},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

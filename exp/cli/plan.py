@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .console import fail_invalid
+from .options import JsonOpt, OverridesArg, SpecArg
 
 HELP = """Compile a spec into its frozen, fingerprinted plan.
 
@@ -18,12 +18,9 @@ Example: exp plan examples/digits_mlp.toml train.steps=100 --explain"""
 
 
 def command(
-    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.", show_default=False)],
-    overrides: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="[KEY=VALUE...]", help="Overrides, e.g. train.steps=100.", show_default=False),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+    spec: SpecArg,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show every field with its class, and the seed tree.")
     ] = False,

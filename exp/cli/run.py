@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .console import EXIT_INVALID, fail_invalid, say
+from .options import AllowImportOpt, JsonOpt, OverridesArg, SpecArg
 
 HELP = """Train a spec; kill it at any moment and run it again to resume, bit-exactly.
 
@@ -19,23 +20,15 @@ EXIT_PREEMPTED = 75
 
 
 def command(
-    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.", show_default=False)],
-    overrides: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="[KEY=VALUE...]", help="Overrides, e.g. train.steps=100.", show_default=False),
-    ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="Run directory (default: runs/<name>).")
-    ] = None,
+    spec: SpecArg,
+    overrides: OverridesArg = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default: runs/<name>).")] = None,
     stop_at: Annotated[
         int | None, typer.Option("--stop-at", min=1, metavar="STEP", help="Stop cleanly after STEP, with a checkpoint.")
     ] = None,
-    allow_import: Annotated[
-        list[str] | None,
-        typer.Option("--allow-import", metavar="PREFIX", help="Allow importing custom targets under PREFIX."),
-    ] = None,
+    allow_import: AllowImportOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     from exp.compiler import plan_spec
     from exp.spec import ImportNotAllowed, Problem, SpecError, custom_targets
@@ -45,9 +38,15 @@ def command(
     try:
         plan = plan_spec(spec, overrides or [])
         refused = [
-            Problem(str(spec), None, key, f"importing '{target}' runs its code; allow it with --allow-import "
-                    f"{target.split('.')[0].split(':')[0]}")
-            for key, target in custom_targets(plan.spec).items() if not is_allowed(target, allowed)
+            Problem(
+                str(spec),
+                None,
+                key,
+                f"importing '{target}' runs its code; allow it with --allow-import "
+                f"{target.split('.')[0].split(':')[0]}",
+            )
+            for key, target in custom_targets(plan.spec).items()
+            if not is_allowed(target, allowed)
         ]
         if refused:
             raise SpecError(refused)
@@ -70,14 +69,17 @@ def command(
     except RunFailed as err:
         say(f"error: {err}")
         raise typer.Exit(EXIT_FAILED) from None
-    except Exception as err:  # noqa: BLE001 - a component's own error: one line, exit 3
+    except Exception as err:  # noqa: BLE001 - any other failure: one line here, the traceback in events.jsonl
         from exp.runtime.errors import input_error
 
         message = input_error(err)
         if message is not None:
             say(f"{spec}: {message}")
             raise typer.Exit(EXIT_INVALID) from None
-        raise
+        events = target / "events.jsonl"
+        reason = (str(err).splitlines() or [""])[0][:300]
+        say(f"error: {type(err).__name__}: {reason}" + (f" (traceback in {events})" if events.exists() else ""))
+        raise typer.Exit(EXIT_FAILED) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     if not quiet:

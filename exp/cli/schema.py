@@ -34,9 +34,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def command(
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     from exp.spec import spec_schema
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .console import EXIT_INVALID, print_problems, say
+from .options import AllowImportOpt
 
 HELP = """Check spec files without running anything.
 
@@ -20,10 +21,7 @@ Example: exp validate examples/*.toml"""
 
 def command(
     specs: Annotated[list[Path], typer.Argument(metavar="SPEC...", help="Spec files to check.", show_default=False)],
-    allow_import: Annotated[
-        list[str] | None,
-        typer.Option("--allow-import", metavar="PREFIX", help="Also import custom targets under PREFIX (repeatable)."),
-    ] = None,
+    allow_import: AllowImportOpt = None,
 ) -> None:
     from exp.compiler import plan_spec
     from exp.spec import SpecError, check_targets

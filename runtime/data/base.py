@@ -7,11 +7,9 @@ same batches as an uninterrupted one without saving any iterator state.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,7 +24,6 @@ __all__ = [
     "padded_batches",
     "read_bytes",
     "resolve_path",
-    "sha256_json",
     "split_indices",
 ]
 
@@ -117,12 +114,6 @@ def padded_batches(count: int, batch_size: int, gather: Callable[[np.ndarray], B
     return batches
 
 
-def sha256_json(value: Any) -> str:
-    """Digest of canonical JSON, for sources whose identity is a description, not bytes."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def resolve_path(path: str, spec_dir: Path) -> Path:
     """Relative data paths are relative to the spec file, not the working directory."""
     candidate = Path(path).expanduser()
@@ -160,9 +151,7 @@ class ArraySource:
         self._order = BatchOrder(len(train), batch_size, seeds["data.shuffle"])
         self._batch_size = batch_size
         self._eval: list[Batch] | None = None
-        self.info = dataclasses.replace(
-            info, train_size=len(train), eval_size=min(len(held_out), EVAL_LIMIT)
-        )
+        self.info = dataclasses.replace(info, train_size=len(train), eval_size=min(len(held_out), EVAL_LIMIT))
         self.fingerprint = fingerprint
 
     def train_batch(self, step: int) -> Batch:

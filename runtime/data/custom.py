@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from exp.compiler import digest
 from exp.runtime.types import Batch, DataInfo
 from exp.spec.data import CustomData
 from exp.spec.targets import TargetNotFound, import_target, target_source
 
-from .base import DataError, sha256_json
+from .base import DataError
 
 __all__ = ["CustomSource", "build_custom"]
 
@@ -80,9 +81,7 @@ class CustomSource:
         for batch in self.obj.eval_batches():
             out = self._cast(batch)
             weight = batch.get("weight")
-            out["weight"] = (
-                np.ones(len(out["y"]), np.float32) if weight is None else np.asarray(weight, np.float32)
-            )
+            out["weight"] = np.ones(len(out["y"]), np.float32) if weight is None else np.asarray(weight, np.float32)
             batches.append(out)
         return batches
 
@@ -97,7 +96,7 @@ def _fingerprint(obj: Any, spec: CustomData, spec_dir: Path) -> str:
     except (TargetNotFound, OSError) as err:
         raise DataError(f"data.target '{spec.target}': cannot read its source to fingerprint it: {err}") from None
     args = spec.model_dump(mode="json")["args"]
-    described = sha256_json({"target": spec.target, "args": args})
+    described = digest({"target": spec.target, "args": args})
     return hashlib.sha256(source + b"\x00" + described.encode()).hexdigest()
 
 
@@ -128,5 +127,7 @@ def build_custom(
     if info is None:
         info = infer_info(obj, obj.train_batch(0), spec.target)
     elif not isinstance(info, DataInfo):
-        raise DataError(f"data.target '{spec.target}': `info` must be an exp.runtime.types.DataInfo, got {type(info).__name__}")
+        raise DataError(
+            f"data.target '{spec.target}': `info` must be an exp.runtime.types.DataInfo, got {type(info).__name__}"
+        )
     return CustomSource(obj, info, _fingerprint(obj, spec, spec_dir))

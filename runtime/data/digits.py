@@ -43,6 +43,11 @@ def build_digits(spec: Digits, seeds: Mapping[str, int]) -> ArraySource:
     y = target.astype(np.int32)
     info = DataInfo(task="classification", input_dim=x.shape[1], num_classes=10)
     return ArraySource(
-        x, y, info, fingerprint,
-        batch_size=spec.batch_size, test_fraction=spec.test_fraction, seeds=seeds,
+        x,
+        y,
+        info,
+        fingerprint,
+        batch_size=spec.batch_size,
+        test_fraction=spec.test_fraction,
+        seeds=seeds,
     )

@@ -57,9 +57,7 @@ def build_npz(spec: Npz, seeds: Mapping[str, int], spec_dir: Path) -> ArraySourc
         raise DataError(f"{path}: arrays '{spec.inputs}' and '{spec.targets}' must have a leading example axis")
     n = len(x)
     if len(y) != n:
-        raise DataError(
-            f"{path}: '{spec.inputs}' has {n} examples but '{spec.targets}' has {len(y)}"
-        )
+        raise DataError(f"{path}: '{spec.inputs}' has {n} examples but '{spec.targets}' has {len(y)}")
     if y.size != n:
         raise DataError(f"{path}: '{spec.targets}' must hold one target per example, got shape {y.shape}")
     x = x.reshape(n, -1).astype(np.float32)
@@ -74,6 +72,11 @@ def build_npz(spec: Npz, seeds: Mapping[str, int], spec_dir: Path) -> ArraySourc
         y = y.astype(np.float32)
         info = DataInfo(task="regression", input_dim=x.shape[1])
     return ArraySource(
-        x, y, info, hashlib.sha256(raw).hexdigest(),
-        batch_size=spec.batch_size, test_fraction=spec.test_fraction, seeds=seeds,
+        x,
+        y,
+        info,
+        hashlib.sha256(raw).hexdigest(),
+        batch_size=spec.batch_size,
+        test_fraction=spec.test_fraction,
+        seeds=seeds,
     )

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from exp.compiler import digest
 from exp.runtime.types import DataInfo
 from exp.spec.data import Synthetic
 
-from .base import ArraySource, sha256_json
+from .base import ArraySource
 
 __all__ = ["build_synthetic"]
 
@@ -36,7 +37,7 @@ def build_synthetic(spec: Synthetic, seeds: Mapping[str, int]) -> ArraySource:
         weights = rng.standard_normal(d)
         y = (x @ weights + spec.noise * rng.standard_normal(n)).astype(np.float32)
         info = DataInfo(task="regression", input_dim=d)
-    fingerprint = sha256_json(
+    fingerprint = digest(
         {
             "generator": GENERATOR,
             "kind": spec.kind,
@@ -51,6 +52,11 @@ def build_synthetic(spec: Synthetic, seeds: Mapping[str, int]) -> ArraySource:
         }
     )
     return ArraySource(
-        x.astype(np.float32), y, info, fingerprint,
-        batch_size=spec.batch_size, test_fraction=spec.test_fraction, seeds=seeds,
+        x.astype(np.float32),
+        y,
+        info,
+        fingerprint,
+        batch_size=spec.batch_size,
+        test_fraction=spec.test_fraction,
+        seeds=seeds,
     )

@@ -36,8 +36,9 @@ class TextSource:
     at one copy of the text however many windows it has.
     """
 
-    def __init__(self, raw: bytes, name: str, *, seq_len: int, batch_size: int,
-                 test_fraction: float, shuffle_seed: int) -> None:
+    def __init__(
+        self, raw: bytes, name: str, *, seq_len: int, batch_size: int, test_fraction: float, shuffle_seed: int
+    ) -> None:
         tokens = np.frombuffer(raw, dtype=np.uint8)
         held_out = round(len(tokens) * test_fraction)
         self._train, self._eval = tokens[: len(tokens) - held_out], tokens[len(tokens) - held_out :]
@@ -55,8 +56,11 @@ class TextSource:
         self._eval_windows = eval_windows
         self._eval_cache: list[Batch] | None = None
         self.info = DataInfo(
-            task="lm", vocab_size=VOCAB_SIZE, seq_len=seq_len,
-            train_size=train_windows, eval_size=min(eval_windows, EVAL_LIMIT),
+            task="lm",
+            vocab_size=VOCAB_SIZE,
+            seq_len=seq_len,
+            train_size=train_windows,
+            eval_size=min(eval_windows, EVAL_LIMIT),
         )
         self.fingerprint = hashlib.sha256(raw).hexdigest()
 
@@ -92,6 +96,10 @@ def build_text(spec: TextChars, seeds: Mapping[str, int], spec_dir: Path) -> Tex
         path = resolve_path(spec.path, spec_dir)
         raw, name = read_bytes(path, "data.path"), str(path)
     return TextSource(
-        raw, name, seq_len=spec.seq_len, batch_size=spec.batch_size,
-        test_fraction=spec.test_fraction, shuffle_seed=seeds["data.shuffle"],
+        raw,
+        name,
+        seq_len=spec.seq_len,
+        batch_size=spec.batch_size,
+        test_fraction=spec.test_fraction,
+        shuffle_seed=seeds["data.shuffle"],
     )

@@ -92,9 +92,7 @@ class Block(nnx.Module):
 class TransformerLM(nnx.Module):
     """Token + learned positional embeddings, decoder blocks, final LayerNorm, vocab head."""
 
-    def __init__(
-        self, spec: Transformer, vocab_size: int, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs
-    ) -> None:
+    def __init__(self, spec: Transformer, vocab_size: int, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs) -> None:
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.tok_embed = nnx.Embed(vocab_size, spec.d_model, **kw)
         self.pos_embed = nnx.Embed(spec.max_len, spec.d_model, **kw)

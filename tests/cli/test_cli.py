@@ -18,7 +18,10 @@ def imported_modules(*code_or_module: str) -> set[str]:
     """Top-level modules a fresh interpreter imports, from `python -X importtime`."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *code_or_module],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     names = set()
     for line in result.stderr.splitlines():
@@ -34,8 +37,12 @@ def test_spec_and_compiler_import_no_jax():
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["plan", str(EXAMPLES / "digits_mlp.toml"), "--json", "--explain"],
-     ["validate", *map(str, sorted(EXAMPLES.glob("*_*.toml")))], ["schema"]],
+    [
+        ["--help"],
+        ["plan", str(EXAMPLES / "digits_mlp.toml"), "--json", "--explain"],
+        ["validate", *map(str, sorted(EXAMPLES.glob("*_*.toml")))],
+        ["schema"],
+    ],
     ids=["help", "plan", "validate", "schema"],
 )
 def test_cli_commands_import_no_jax(args):
@@ -69,8 +76,10 @@ def test_explain_marks_classes_and_draws_the_seed_tree():
 
 def test_bad_spec_exits_2_with_one_line_per_problem(tmp_path):
     spec = tmp_path / "bad.toml"
-    spec.write_text(MINIMAL.replace('kind = "mlp"', 'kind = "mlp"\nhiden = [1]').replace("steps = 10", 'steps = "x"')
-                    + "[optimizer]\nkind = \"adam\"\nlearning_rate = -1\n")
+    spec.write_text(
+        MINIMAL.replace('kind = "mlp"', 'kind = "mlp"\nhiden = [1]').replace("steps = 10", 'steps = "x"')
+        + '[optimizer]\nkind = "adam"\nlearning_rate = -1\n'
+    )
     before = sorted(p.name for p in tmp_path.iterdir())
     for command in (["validate"], ["plan"], ["plan", "--json"]):
         result = run_exp(*command, str(spec), cwd=tmp_path)
@@ -84,8 +93,13 @@ def test_bad_spec_exits_2_with_one_line_per_problem(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["plan"], ["plan", "missing.toml"], ["plan", str(EXAMPLES / "digits_mlp.toml"), "--bogus"],
-     ["frobnicate"], ["plan", str(EXAMPLES / "digits_mlp.toml"), "train.steps"]],
+    [
+        ["plan"],
+        ["plan", "missing.toml"],
+        ["plan", str(EXAMPLES / "digits_mlp.toml"), "--bogus"],
+        ["frobnicate"],
+        ["plan", str(EXAMPLES / "digits_mlp.toml"), "train.steps"],
+    ],
 )
 def test_usage_errors_exit_2_without_traceback(args, tmp_path):
     result = run_exp(*args, cwd=tmp_path)

@@ -40,8 +40,16 @@ def test_operational_change_keeps_the_trajectory():
 
 @pytest.mark.parametrize(
     "override",
-    ["train.eval_every=3", "checkpoint.every_steps=5", "throttle.max_inflight=8", 'name="other"',
-     "train.ledger_every=4", "checkpoint.async=false", "mesh.data=-1", 'description="x"'],
+    [
+        "train.eval_every=3",
+        "checkpoint.every_steps=5",
+        "throttle.max_inflight=8",
+        'name="other"',
+        "train.ledger_every=4",
+        "checkpoint.async=false",
+        "mesh.data=-1",
+        'description="x"',
+    ],
 )
 def test_every_operational_field_keeps_the_trajectory(override):
     assert fingerprints(override).trajectory == fingerprints().trajectory
@@ -49,9 +57,17 @@ def test_every_operational_field_keeps_the_trajectory(override):
 
 @pytest.mark.parametrize(
     "override",
-    ["optimizer.learning_rate=0.5", "seed=1", "model.hidden=[64]", "data.batch_size=32",
-     "model.dropout=0.0", 'train.dtype="bfloat16"', "determinism.threefry_partitionable=false",
-     'seeds.init=3', "determinism.cpu_threads=4"],
+    [
+        "optimizer.learning_rate=0.5",
+        "seed=1",
+        "model.hidden=[64]",
+        "data.batch_size=32",
+        "model.dropout=0.0",
+        'train.dtype="bfloat16"',
+        "determinism.threefry_partitionable=false",
+        "seeds.init=3",
+        "determinism.cpu_threads=4",
+    ],
 )
 def test_trajectory_fields_change_the_trajectory(override):
     assert fingerprints(override).trajectory != fingerprints().trajectory
@@ -86,7 +102,7 @@ def test_steps_matter_only_through_the_schedule():
 
 
 def test_equal_values_written_differently_give_one_fingerprint(write_spec):
-    a = write_spec(MINIMAL + "[optimizer]\nkind = \"sgd\"\nlearning_rate = 1\n", "a.toml")
+    a = write_spec(MINIMAL + '[optimizer]\nkind = "sgd"\nlearning_rate = 1\n', "a.toml")
     b = write_spec(
         'name = "t"\n[train]\nsteps = 10\n[data]\nkind = "sklearn_digits"\n'
         '[optimizer]\nlearning_rate = 1.0\nkind = "sgd"\n[model]\nkind = "mlp"\n',
@@ -138,7 +154,11 @@ def test_determinism_settings_follow_the_contract():
 def test_checkpoint_policy_is_resolved():
     default = plan_spec(DIGITS).checkpoint
     assert (default.directory, default.relative_to, default.every_steps, default.keep_last) == (
-        "checkpoints", "run_dir", 100, 3)
+        "checkpoints",
+        "run_dir",
+        100,
+        3,
+    )
     assert default.on_preemption and default.async_save and default.save_final
     elsewhere = plan_spec(DIGITS, ['checkpoint.dir="/tmp/ck"']).checkpoint
     assert (elsewhere.directory, elsewhere.relative_to) == ("/tmp/ck", "spec_dir")

@@ -28,12 +28,22 @@ small = st.integers(1, 64)
 @st.composite
 def models(draw) -> dict[str, Any]:
     if draw(st.booleans()):
-        return {"kind": "mlp", "hidden": draw(st.lists(st.integers(1, 512), max_size=4)),
-                "activation": draw(st.sampled_from(["relu", "gelu", "tanh", "silu"])), "dropout": draw(fractions)}
+        return {
+            "kind": "mlp",
+            "hidden": draw(st.lists(st.integers(1, 512), max_size=4)),
+            "activation": draw(st.sampled_from(["relu", "gelu", "tanh", "silu"])),
+            "dropout": draw(fractions),
+        }
     heads = draw(st.sampled_from([1, 2, 4, 8]))
-    return {"kind": "transformer", "layers": draw(st.integers(1, 6)), "heads": heads,
-            "d_model": heads * draw(st.integers(1, 32)), "d_ff": draw(st.integers(1, 1024)),
-            "max_len": 512, "dropout": draw(fractions)}
+    return {
+        "kind": "transformer",
+        "layers": draw(st.integers(1, 6)),
+        "heads": heads,
+        "d_model": heads * draw(st.integers(1, 32)),
+        "d_ff": draw(st.integers(1, 1024)),
+        "max_len": 512,
+        "dropout": draw(fractions),
+    }
 
 
 @st.composite
@@ -41,8 +51,12 @@ def datas(draw, batch: int) -> dict[str, Any]:
     kind = draw(st.sampled_from(["sklearn_digits", "synthetic", "npz", "text_chars"]))
     data: dict[str, Any] = {"kind": kind, "batch_size": batch}
     if kind == "synthetic":
-        data |= {"task": draw(st.sampled_from(["classification", "regression"])), "samples": draw(st.integers(2, 10**5)),
-                 "features": draw(small), "noise": draw(st.floats(0, 10))}
+        data |= {
+            "task": draw(st.sampled_from(["classification", "regression"])),
+            "samples": draw(st.integers(2, 10**5)),
+            "features": draw(small),
+            "noise": draw(st.floats(0, 10)),
+        }
     elif kind == "npz":
         data |= {"path": draw(st.sampled_from(["data.npz", "sub/x.npz", "/abs/y.npz"]))}
     elif kind == "text_chars":
@@ -55,7 +69,10 @@ def datas(draw, batch: int) -> dict[str, Any]:
 @st.composite
 def optimizers(draw) -> dict[str, Any]:
     kind = draw(st.sampled_from(["sgd", "momentum", "adam", "adamw", "lion"]))
-    schedule = {"kind": draw(st.sampled_from(["constant", "cosine", "linear"])), "warmup_steps": draw(st.integers(0, 100))}
+    schedule = {
+        "kind": draw(st.sampled_from(["constant", "cosine", "linear"])),
+        "warmup_steps": draw(st.integers(0, 100)),
+    }
     if schedule["kind"] != "constant" and draw(st.booleans()):
         schedule["decay_steps"] = draw(st.integers(1, 10**6))
     optimizer = {"kind": kind, "learning_rate": draw(st.floats(1e-6, 10)), "schedule": schedule}
@@ -77,8 +94,12 @@ def experiments(draw) -> dict[str, Any]:
         "data": draw(datas(accum * draw(st.integers(1, 64)))),
         "optimizer": draw(optimizers()),
         "train": {"steps": draw(st.integers(1, 10**6)), "grad_accum": accum, "log_every": draw(small)},
-        "checkpoint": {"every_steps": every, "keep_last": draw(small), "keep_every": every * draw(small),
-                       "async": draw(st.booleans())},
+        "checkpoint": {
+            "every_steps": every,
+            "keep_last": draw(small),
+            "keep_every": every * draw(small),
+            "async": draw(st.booleans()),
+        },
         "throttle": {"max_inflight": draw(st.integers(1, 16))},
         "seeds": pinned,
         "determinism": {"contract": contract, "threefry_partitionable": draw(st.booleans())},
@@ -109,8 +130,12 @@ def test_random_valid_specs_round_trip_through_plan_json(raw):
 
 
 JUNK = st.one_of(
-    st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
-    st.just(""), st.booleans(), st.lists(st.integers(), max_size=3),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.just(""),
+    st.booleans(),
+    st.lists(st.integers(), max_size=3),
     st.recursive(st.integers(), lambda inner: st.dictionaries(st.text(max_size=5), inner, max_size=2), max_leaves=40),
     st.sampled_from(["../../etc/passwd", "/nonexistent", "mlp", "custom", "os:system"]),
 )
@@ -138,7 +163,9 @@ def _mutate(data: dict[str, Any], rng: random.Random, junk: Any, word: str) -> N
         key = rng.choice(keys)
         table[(word or "y") + key] = table.pop(key)
     else:
-        table["kind"] = junk if rng.random() < 0.5 else rng.choice(["mlp", "transformer", "custom", "npz", "lion", "cosine"])
+        table["kind"] = (
+            junk if rng.random() < 0.5 else rng.choice(["mlp", "transformer", "custom", "npz", "lion", "cosine"])
+        )
 
 
 def _assert_clean(path: Path) -> None:
@@ -149,7 +176,11 @@ def _assert_clean(path: Path) -> None:
 
 
 @SETTINGS
-@given(st.sampled_from(COMPLETE), st.randoms(use_true_random=False), st.lists(st.tuples(JUNK, st.text(max_size=8)), min_size=1, max_size=3))
+@given(
+    st.sampled_from(COMPLETE),
+    st.randoms(use_true_random=False),
+    st.lists(st.tuples(JUNK, st.text(max_size=8)), min_size=1, max_size=3),
+)
 def test_mutated_examples_never_crash(spec, rng, mutations):
     data = compose(spec).data
     for junk, word in mutations:

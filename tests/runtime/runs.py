@@ -20,16 +20,26 @@ TRANSFORMER = EXAMPLES / "char_transformer.toml"
 LORA = EXAMPLES / "lora_finetune.toml"
 
 SMALL_TRANSFORMER = (
-    "model.layers=1", "model.d_model=32", "model.heads=2", "model.d_ff=64", "model.max_len=32",
-    "data.seq_len=32", "data.batch_size=8",
+    "model.layers=1",
+    "model.d_model=32",
+    "model.heads=2",
+    "model.d_ff=64",
+    "model.max_len=32",
+    "data.seq_len=32",
+    "data.batch_size=8",
 )
 """Overrides that shrink the character transformer to seconds per run."""
 
 
-def exp(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def exp(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [EXP, *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
+        [EXP, *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -64,7 +74,11 @@ def checkpoint_hashes(run_dir: Path) -> dict[int, str]:
 
 def start(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [EXP, "run", *args, "-q"], cwd=cwd or ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [EXP, "run", *args, "-q"],
+        cwd=cwd or ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -76,7 +90,7 @@ def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen[str], timeout
         assert proc.poll() is None, proc.communicate()
         if path.exists():
             lines = path.read_text().splitlines()
-            steps = [json.loads(l)["step"] for l in lines if l.endswith("}") and '"kind":"step"' in l]
+            steps = [json.loads(line)["step"] for line in lines if line.endswith("}") and '"kind":"step"' in line]
             if steps and max(steps) >= step:
                 return
         time.sleep(0.02)
@@ -93,5 +107,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     """Every file under `folder` with its mtime and bytes."""
     return {
         str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }

@@ -15,7 +15,10 @@ from tests.runtime.runs import DIGITS, EXP, run_json
 WORKLOAD = (
     str(DIGITS),
     'data={kind="synthetic", task="regression", samples=300000, features=8, batch_size=262144, test_fraction=0.1}',
-    "model.hidden=[]", "train.steps=3", "checkpoint.enabled=false", "train.eval_every=0",
+    "model.hidden=[]",
+    "train.steps=3",
+    "checkpoint.enabled=false",
+    "train.eval_every=0",
 )
 
 needs_taskset = pytest.mark.skipif(
@@ -28,7 +31,9 @@ def test_one_core_and_two_cores_give_the_same_bits(tmp_path):
     two_cores = run_json(*WORKLOAD, "--run-dir", str(tmp_path / "two"))
     one_core = subprocess.run(
         ["taskset", "-c", "0", EXP, "run", *WORKLOAD, "--run-dir", str(tmp_path / "one"), "--json", "-q"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert one_core.returncode == 0, one_core.stderr
     assert json.loads(one_core.stdout)["full_hash"] == two_cores["full_hash"]

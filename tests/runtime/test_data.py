@@ -102,9 +102,7 @@ def test_an_epoch_never_repeats_a_train_row(digits, digits_arrays):
     source, _ = digits
     x_all, y_all = digits_arrays
     steps = source.info.train_size // 64  # the partial last batch is left for the next epoch
-    drawn = np.concatenate(
-        [np.column_stack([b["x"], b["y"]]) for b in map(source.train_batch, range(steps))]
-    )
+    drawn = np.concatenate([np.column_stack([b["x"], b["y"]]) for b in map(source.train_batch, range(steps))])
     pool = np.column_stack([x_all, y_all])[source.train_index]
     # Digits holds duplicate images, so compare multisets: no row is drawn more
     # often than the train split holds it.
@@ -222,7 +220,9 @@ def test_text_windows_are_shifted_bytes_of_the_file(tmp_path):
         for x in b["x"][b["weight"] == 1]:
             at = raw.find(bytes(x.astype(np.uint8)))
             assert at >= 3000 and (at - 3000) % 16 == 0, "eval windows come from the tail"
-    starts = {raw.find(bytes(x.astype(np.uint8))) for s in range(info.train_size // 4) for x in source.train_batch(s)["x"]}
+    starts = {
+        raw.find(bytes(x.astype(np.uint8))) for s in range(info.train_size // 4) for x in source.train_batch(s)["x"]
+    }
     assert len(starts) == info.train_size // 4 * 4
 
 
@@ -323,7 +323,7 @@ def test_fingerprints_follow_the_data(tmp_path, digits):
 
 # --- custom ---------------------------------------------------------------------
 
-CUSTOM_MODULE = '''
+CUSTOM_MODULE = """
 import numpy as np
 
 
@@ -363,7 +363,7 @@ def make_lm(seed, n=4):
 
 def make_bare(seed, n=4):
     return Unlabelled(seed, n)
-'''
+"""
 
 
 @pytest.fixture
@@ -397,7 +397,7 @@ def test_custom_infers_info_and_fills_weights(custom_spec):
     np.testing.assert_array_equal(evaluation["weight"], np.ones(8, np.float32))
     assert evaluation["weight"].dtype == np.float32 and evaluation["x"].dtype == np.float32
     assert len(source.fingerprint) == 64
-    assert build('data.args={n=9}', spec=spec, allow=(module,))[0].fingerprint != source.fingerprint
+    assert build("data.args={n=9}", spec=spec, allow=(module,))[0].fingerprint != source.fingerprint
 
     lm, _ = build(f'data.target="{module}:make_lm"', spec=spec, allow=(module,))
     assert (lm.info.task, lm.info.vocab_size, lm.info.seq_len) == ("lm", 11, 6)

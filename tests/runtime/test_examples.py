@@ -43,19 +43,39 @@ def test_full_char_transformer_example(tmp_path):
 
 def test_lora_trains_adapters_only_and_saves_10x_less(tmp_path):
     short = ("train.steps=3", "data.seq_len=16", "data.batch_size=4", "train.eval_every=0")
-    base = run_json(str(TRANSFORMER), *short, "--run-dir", str(tmp_path / "base"))
-    lora = run_json(str(LORA), *short, f'model.lora.init_from="{tmp_path / "base"}"', "optimizer.schedule.warmup_steps=1",
-                    "--run-dir", str(tmp_path / "lora"))
+    run_json(str(TRANSFORMER), *short, "--run-dir", str(tmp_path / "base"))
+    lora = run_json(
+        str(LORA),
+        *short,
+        f'model.lora.init_from="{tmp_path / "base"}"',
+        "optimizer.schedule.warmup_steps=1",
+        "--run-dir",
+        str(tmp_path / "lora"),
+    )
     assert lora["outcome"] == "finished"
     full_bytes = _dir_bytes(tmp_path / "base" / "checkpoints" / "3")
     lora_bytes = _dir_bytes(tmp_path / "lora" / "checkpoints" / "3")
     assert full_bytes >= 10 * lora_bytes, (full_bytes, lora_bytes)
     # Resuming a LoRA run restores adapters from its checkpoint and base weights from init_from.
-    cut = run_json(str(LORA), *short, f'model.lora.init_from="{tmp_path / "base"}"', "optimizer.schedule.warmup_steps=1",
-                   "--run-dir", str(tmp_path / "cut"), "--stop-at", "2")
+    cut = run_json(
+        str(LORA),
+        *short,
+        f'model.lora.init_from="{tmp_path / "base"}"',
+        "optimizer.schedule.warmup_steps=1",
+        "--run-dir",
+        str(tmp_path / "cut"),
+        "--stop-at",
+        "2",
+    )
     assert cut["outcome"] == "stopped"
-    resumed = run_json(str(LORA), *short, f'model.lora.init_from="{tmp_path / "base"}"',
-                       "optimizer.schedule.warmup_steps=1", "--run-dir", str(tmp_path / "cut"))
+    resumed = run_json(
+        str(LORA),
+        *short,
+        f'model.lora.init_from="{tmp_path / "base"}"',
+        "optimizer.schedule.warmup_steps=1",
+        "--run-dir",
+        str(tmp_path / "cut"),
+    )
     assert resumed["full_hash"] == lora["full_hash"]
 
 

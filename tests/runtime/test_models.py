@@ -18,7 +18,7 @@ from exp.runtime.models import MODEL_BUILDERS, ModelError, apply_lora, build_mod
 from exp.runtime.objectives import loss_and_metrics, means, weighted_sums
 from exp.runtime.types import DataInfo
 from exp.spec import ImportNotAllowed
-from exp.spec.model import LoRA, MLP, CustomModel, Transformer
+from exp.spec.model import MLP, CustomModel, LoRA, Transformer
 
 CLS = DataInfo("classification", input_dim=5, num_classes=3)
 REG = DataInfo("regression", input_dim=5)
@@ -232,7 +232,7 @@ def test_lora_without_matching_layer_is_refused():
 # -- custom -------------------------------------------------------------------
 
 
-FACTORY = '''\
+FACTORY = """\
 from flax import nnx
 
 
@@ -259,7 +259,7 @@ def build_aware(rngs, width=3):
 
 def not_a_module(rngs):
     return "model"
-'''
+"""
 
 
 @pytest.fixture

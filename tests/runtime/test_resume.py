@@ -9,7 +9,16 @@ import signal
 import pytest
 
 from tests.runtime.runs import (
-    DIGITS, LORA, SMALL_TRANSFORMER, TRANSFORMER, checkpoint_hashes, kill, ledger, run_json, start, wait_for_step,
+    DIGITS,
+    LORA,
+    SMALL_TRANSFORMER,
+    TRANSFORMER,
+    checkpoint_hashes,
+    kill,
+    ledger,
+    run_json,
+    start,
+    wait_for_step,
 )
 
 N = 12

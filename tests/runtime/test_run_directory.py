@@ -63,11 +63,36 @@ def test_second_process_refuses_and_a_dead_holder_is_taken_over(tmp_path):
 def test_changed_data_is_refused(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 200)
-    args = (str(DIGITS), f'data={{kind="text_chars", path="{corpus}", seq_len=16, batch_size=4}}',
-            'model={kind="transformer", layers=1, d_model=16, heads=2, d_ff=32, max_len=16}',
-            "train.steps=6", "checkpoint.every_steps=2", "train.eval_every=0")
+    args = (
+        str(DIGITS),
+        f'data={{kind="text_chars", path="{corpus}", seq_len=16, batch_size=4}}',
+        'model={kind="transformer", layers=1, d_model=16, heads=2, d_ff=32, max_len=16}',
+        "train.steps=6",
+        "checkpoint.every_steps=2",
+        "train.eval_every=0",
+    )
     run_json(*args, "--stop-at", "2", "--run-dir", str(tmp_path / "run"))
     corpus.write_text(corpus.read_text().replace("lazy", "LAZY"))
     result = exp("run", *args, "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "the data changed since this run started" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_corrupt_checkpoint_is_never_trained_on(tmp_path):
+    run_json(*ARGS, "checkpoint.async=false", "--stop-at", "10", "--run-dir", str(tmp_path))
+    data_files = sorted(
+        (p for p in (tmp_path / "checkpoints" / "10" / "state").rglob("*") if p.is_file() and p.stat().st_size > 4096),
+        key=lambda p: p.stat().st_size,
+    )
+    victim = data_files[-1]
+    raw = bytearray(victim.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)
+    victim.write_bytes(bytes(raw))
+    ledger_before = (tmp_path / "ledger.jsonl").read_bytes()
+    result = exp("run", *ARGS, "checkpoint.async=false", "--run-dir", str(tmp_path))
+    assert result.returncode == 3, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in result.stderr
+    assert (tmp_path / "ledger.jsonl").read_bytes() == ledger_before  # not one step trained
+    assert [e["event"] for e in _events(tmp_path)][-1] == "error"

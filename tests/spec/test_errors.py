@@ -19,13 +19,13 @@ def test_three_problems_three_lines(write_spec):
         'name = "bad"\n'
         "[model]\n"
         'kind = "mlp"\n'
-        "hiden = [64]\n"           # line 4: unknown key
+        "hiden = [64]\n"  # line 4: unknown key
         "[data]\n"
         'kind = "sklearn_digits"\n'
-        'batch_size = "64"\n'      # line 7: wrong type
+        'batch_size = "64"\n'  # line 7: wrong type
         "[optimizer]\n"
         'kind = "adam"\n'
-        "learning_rate = -0.1\n"   # line 10: out of range
+        "learning_rate = -0.1\n"  # line 10: out of range
         "[train]\n"
         "steps = 10\n"
     )
@@ -48,7 +48,9 @@ def test_missing_section_names_the_file(write_spec):
 
 def test_unknown_kind_lists_the_choices(write_spec):
     spec = write_spec(MINIMAL.replace('kind = "mlp"', 'kind = "cnn"'))
-    assert problems(spec) == [f"{spec}:4: model.kind: unknown kind; expected one of 'mlp', 'transformer', 'custom' (got \"cnn\")"]
+    assert problems(spec) == [
+        f"{spec}:4: model.kind: unknown kind; expected one of 'mlp', 'transformer', 'custom' (got \"cnn\")"
+    ]
 
 
 def test_item_of_a_multiline_array_gets_its_own_line(write_spec):
@@ -93,7 +95,7 @@ def test_invalid_utf8_gives_line_and_column(tmp_path):
 
 
 def test_nan_and_huge_numbers_are_refused(write_spec):
-    spec = write_spec(MINIMAL + "[optimizer]\nkind = \"sgd\"\nlearning_rate = nan\n")
+    spec = write_spec(MINIMAL + '[optimizer]\nkind = "sgd"\nlearning_rate = nan\n')
     assert problems(spec) == [f"{spec}:13: optimizer.learning_rate: must be a finite number (got nan)"]
     spec = write_spec(MINIMAL.replace("steps = 10", "steps = 99999999999999999"))
     assert problems(spec) == [f"{spec}:10: train.steps: must be <= 1000000000 (got 99999999999999999)"]
@@ -102,13 +104,28 @@ def test_nan_and_huge_numbers_are_refused(write_spec):
 @pytest.mark.parametrize(
     "edit,expected",
     [
-        (('kind = "mlp"', 'kind = "transformer"\nd_model = 10\nheads = 4'), "model.heads: must divide model.d_model (10)"),
-        (("[train]", '[determinism]\ndeterministic_ops = false\n[train]'), "determinism.deterministic_ops: contradicts"),
+        (
+            ('kind = "mlp"', 'kind = "transformer"\nd_model = 10\nheads = 4'),
+            "model.heads: must divide model.d_model (10)",
+        ),
+        (
+            ("[train]", "[determinism]\ndeterministic_ops = false\n[train]"),
+            "determinism.deterministic_ops: contradicts",
+        ),
         (("[train]", '[checkpoint]\nsave = "lora"\n[train]'), 'checkpoint.save: is "lora" but model.lora is not set'),
         (("steps = 10", "steps = 10\ngrad_accum = 3"), "train.grad_accum: must divide data.batch_size (64)"),
-        (("[train]", "[seeds]\ndata.shufle = 3\n[train]"), "seeds.\"data.shufle\": no seed stream named 'data.shufle'; did you mean 'data.shuffle'?"),
-        (("[train]", "[checkpoint]\nevery_steps = 10\nkeep_every = 15\n[train]"), "checkpoint.keep_every: must be a multiple"),
-        (("[train]", "[mesh]\ndata = -1\nfsdp = -1\n[train]"), "mesh.fsdp: only one of mesh.data and mesh.fsdp may be -1"),
+        (
+            ("[train]", "[seeds]\ndata.shufle = 3\n[train]"),
+            "seeds.\"data.shufle\": no seed stream named 'data.shufle'; did you mean 'data.shuffle'?",
+        ),
+        (
+            ("[train]", "[checkpoint]\nevery_steps = 10\nkeep_every = 15\n[train]"),
+            "checkpoint.keep_every: must be a multiple",
+        ),
+        (
+            ("[train]", "[mesh]\ndata = -1\nfsdp = -1\n[train]"),
+            "mesh.fsdp: only one of mesh.data and mesh.fsdp may be -1",
+        ),
     ],
 )
 def test_cross_field_rules_name_the_key_and_the_fix(write_spec, edit, expected):

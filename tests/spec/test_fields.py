@@ -22,9 +22,30 @@ def test_field_is_classed_and_documented(path, info, owner):
 
 def test_walk_reaches_every_section_variant():
     owners = {owner.__name__ for _, _, owner in ALL_FIELDS}
-    assert {"MLP", "Transformer", "CustomModel", "LoRA", "Digits", "TextChars", "Synthetic", "Npz",
-            "CustomData", "SGD", "Momentum", "Adam", "AdamW", "Lion", "Constant", "Cosine", "Linear",
-            "TrainSpec", "CheckpointSpec", "ThrottleSpec", "DeterminismSpec", "MeshSpec"} <= owners
+    assert {
+        "MLP",
+        "Transformer",
+        "CustomModel",
+        "LoRA",
+        "Digits",
+        "TextChars",
+        "Synthetic",
+        "Npz",
+        "CustomData",
+        "SGD",
+        "Momentum",
+        "Adam",
+        "AdamW",
+        "Lion",
+        "Constant",
+        "Cosine",
+        "Linear",
+        "TrainSpec",
+        "CheckpointSpec",
+        "ThrottleSpec",
+        "DeterminismSpec",
+        "MeshSpec",
+    } <= owners
 
 
 def test_path_fields_are_the_ones_holding_files():
@@ -34,11 +55,25 @@ def test_path_fields_are_the_ones_holding_files():
 
 def test_classes_that_matter_for_fingerprints():
     classes = {".".join(p): field_class(i) for p, i, _ in ALL_FIELDS}
-    for key in ("train.log_every", "train.eval_every", "train.steps", "checkpoint.every_steps",
-                "throttle.max_inflight", "name", "mesh.data"):
+    for key in (
+        "train.log_every",
+        "train.eval_every",
+        "train.steps",
+        "checkpoint.every_steps",
+        "throttle.max_inflight",
+        "name",
+        "mesh.data",
+    ):
         assert classes[key] == "operational", key
-    for key in ("seed", "optimizer.learning_rate", "model.hidden", "data.batch_size", "seeds",
-                "determinism.threefry_partitionable", "train.grad_accum"):
+    for key in (
+        "seed",
+        "optimizer.learning_rate",
+        "model.hidden",
+        "data.batch_size",
+        "seeds",
+        "determinism.threefry_partitionable",
+        "train.grad_accum",
+    ):
         assert classes[key] == "trajectory", key
 
 

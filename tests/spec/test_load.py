@@ -90,7 +90,11 @@ def test_override_paths_resolve_against_the_working_directory(tmp_path, write_sp
         ('seeds."data.shuffle"=1234', ("seeds", "data.shuffle"), 1234),
         ("optimizer.learning_rate=1e-3", ("optimizer", "learning_rate"), 1e-3),
         ("checkpoint.enabled=false", ("checkpoint", "enabled"), False),
-        ('optimizer.schedule={kind="cosine", warmup_steps=5}', ("optimizer", "schedule"), {"kind": "cosine", "warmup_steps": 5}),
+        (
+            'optimizer.schedule={kind="cosine", warmup_steps=5}',
+            ("optimizer", "schedule"),
+            {"kind": "cosine", "warmup_steps": 5},
+        ),
     ],
 )
 def test_override_values_are_toml(text, path, value):

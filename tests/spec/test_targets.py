@@ -11,7 +11,7 @@ from exp.spec import ImportNotAllowed, import_target, target_source
 from exp.spec.targets import is_allowed
 from tests.conftest import run_exp
 
-MODULE = '''\
+MODULE = """\
 import pathlib
 pathlib.Path(__file__).with_name("IMPORTED").write_text("ran")
 
@@ -19,9 +19,9 @@ def build(rngs, width=4):
     return ("model", width)
 
 NOT_CALLABLE = 3
-'''
+"""
 
-SPEC = '''\
+SPEC = """\
 name = "custom"
 [model]
 kind = "custom"
@@ -31,7 +31,7 @@ args = {{ width = 8 }}
 kind = "sklearn_digits"
 [train]
 steps = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -91,7 +91,10 @@ def test_missing_target_module_is_a_spec_error(lab):
     (lab / "spec.toml").write_text(SPEC.format().replace("mylab_models.nets", "mylab_models.gone"))
     result = run_exp("plan", str(lab / "spec.toml"), cwd=lab)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"{lab / 'spec.toml'}: model.target: module 'mylab_models.gone' not found (got \"mylab_models.gone:build\")"
+    assert (
+        result.stderr.strip()
+        == f"{lab / 'spec.toml'}: model.target: module 'mylab_models.gone' not found (got \"mylab_models.gone:build\")"
+    )
 
 
 def test_validate_imports_only_with_the_flag(lab):
