@@ -96,3 +96,17 @@ def test_a_corrupt_checkpoint_is_never_trained_on(tmp_path):
     assert line.startswith("error: ") and "Traceback" not in result.stderr
     assert (tmp_path / "ledger.jsonl").read_bytes() == ledger_before  # not one step trained
     assert [e["event"] for e in _events(tmp_path)][-1] == "error"
+
+
+def test_retention_keeps_the_latest_and_every_kth_checkpoint(tmp_path):
+    args = (
+        str(DIGITS),
+        "train.steps=60",
+        "checkpoint.every_steps=10",
+        "checkpoint.keep_last=1",
+        "checkpoint.keep_every=20",
+        "train.eval_every=0",
+    )
+    run_json(*args, "--run-dir", str(tmp_path))
+    kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == [20, 40, 60]
