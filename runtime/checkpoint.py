@@ -75,6 +75,10 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(restored.meta)
 
+    def saving(self) -> bool:
+        """Whether a background write is still in progress."""
+        return self.manager.is_saving_in_progress()
+
     def wait(self) -> None:
         """Block until background writes are committed."""
         self.manager.wait_until_finished()

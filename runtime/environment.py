@@ -71,7 +71,7 @@ def environment_class(mesh_shape: dict[str, int]) -> dict[str, Any]:
     devices = jax.devices()
     cls = {
         "packages": {name: _version(name) for name in _PACKAGES},
-        "python": platform.python_version(),
+        "python": ".".join(platform.python_version_tuple()[:2]),
         "machine": platform.machine(),
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,

@@ -21,7 +21,14 @@ import xxhash
 from jax import lax
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
-__all__ = ["combine_fingerprints", "device_fingerprints", "full_hash", "leaf_hashes", "leaf_paths"]
+__all__ = [
+    "canonical_leaves",
+    "combine_fingerprints",
+    "device_fingerprints",
+    "full_hash",
+    "leaf_hashes",
+    "leaf_paths",
+]
 
 _MAGIC = b"expspec.hash.v1\0"
 
@@ -52,6 +59,11 @@ def _sorted_leaves(tree: Any) -> list[tuple[str, Any]]:
         if a == b:
             raise ValueError(f"two leaves share the canonical path {a!r}; their hashes would be ambiguous")
     return items
+
+
+def canonical_leaves(tree: Any) -> list[tuple[str, Any]]:
+    """(canonical path, leaf) pairs in the order every function here uses."""
+    return _sorted_leaves(tree)
 
 
 def leaf_paths(tree: Any) -> list[str]:

@@ -92,12 +92,14 @@ class _Loop:
         self.max_inflight = plan.throttle.max_inflight
         self.inflight: deque[_Pending] = deque()
         self.eval_metrics: dict[str, float] | None = None
+        self.uncommitted: list[tuple[int, str]] = []
         self._last_time = time.perf_counter()
         self._last_step = 0
 
     # -- records ---------------------------------------------------------
     def retire(self) -> None:
         """Wait for the oldest dispatched step and record what it produced."""
+        self.record_commits()
         pending = self.inflight.popleft()
         metrics, fps = jax.device_get((pending.metrics, pending.fingerprints))
         step = pending.step
@@ -149,7 +151,24 @@ class _Loop:
             "base_weights": self.comps.base_weights,
         }
         if self.checkpointer.save(step, host, meta, force=force):
+            self.uncommitted.append((step, digest))
+            self.record_commits()
+
+    def record_commits(self, *, wait: bool = False) -> None:
+        """Ledger the checkpoints whose writes have committed (all of them after `wait`).
+
+        A checkpoint enters the ledger only once it is on disk: a save cut short
+        by a kill must never be taken for one that exists.
+        """
+        if not self.uncommitted or self.checkpointer is None:
+            return
+        if wait:
+            self.checkpointer.wait()
+        elif self.checkpointer.saving():
+            return
+        for step, digest in self.uncommitted:
             self.rec.ledger.write({"kind": "checkpoint", "step": step, "full_hash": digest, "attempt": self.attempt})
+        self.uncommitted.clear()
 
     # -- the loop --------------------------------------------------------
     def run(self, state: Any, start: int, stop_at: int | None) -> LoopResult:
@@ -164,6 +183,9 @@ class _Loop:
                 "attempt": self.attempt,
             }
         )
+        if start == 0:  # the initial state, so a difference in initialisation shows as step 0
+            fps = jax.device_get(steps.fingerprint(state))
+            self.rec.ledger.write({**_fingerprint_record(0, fps), "attempt": self.attempt})
         step = start
         batch = self.comps.place_batch(data.train_batch(step)) if step < end else None
         while step < end:
@@ -181,11 +203,13 @@ class _Loop:
                 self.drain()
                 if self.plan.checkpoint.on_preemption:
                     self.save(state, step, force=True)
+                self.record_commits(wait=True)
                 return LoopResult("preempted", step, state, self.eval_metrics, self.guard.requested)
             if self.checkpointer is not None and (step == end or self.checkpointer.due(step)):
                 self.drain()
                 self.save(state, step, force=step == end)
         self.drain()
+        self.record_commits(wait=True)
         if step == self.total:
             self.evaluate(state, step)
             return LoopResult("finished", step, state, self.eval_metrics)

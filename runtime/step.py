@@ -41,6 +41,8 @@ class Steps:
     """(state, batch) -> (new state, metrics, {"params": fps, "opt": fps}); donates `state`."""
     evaluate: Callable[[PyTree, dict[str, Any]], dict[str, jax.Array]]
     """(state, batch) -> weighted metric sums for one eval batch."""
+    fingerprint: Callable[[PyTree], dict[str, jax.Array]]
+    """state -> {"params": fps, "opt": fps}, as the train step reports them."""
 
 
 def _abstract(state: nnx.State) -> nnx.State:
@@ -92,6 +94,9 @@ def make_steps(
 
     dropout_root = jax.random.key(dropout_seed)
 
+    def fingerprint(state: PyTree) -> dict[str, jax.Array]:
+        return {"params": device_fingerprints(state["params"]), "opt": device_fingerprints(state["opt"])}
+
     def train(state: PyTree, batch: dict[str, Any]):
         step = state["step"]
         grads, metrics = gradients(state["params"], state["frozen"], batch, jax.random.fold_in(dropout_root, step))
@@ -99,10 +104,10 @@ def make_steps(
         params = optax.apply_updates(state["params"], updates)
         new = {"params": params, "frozen": state["frozen"], "opt": opt, "step": step + 1}
         metrics = {**metrics, "lr": jnp.asarray(schedule(step), jnp.float32), "grad_norm": optax.global_norm(grads)}
-        return new, metrics, {"params": device_fingerprints(params), "opt": device_fingerprints(opt)}
+        return new, metrics, fingerprint(new)
 
     def evaluate(state: PyTree, batch: dict[str, Any]) -> dict[str, jax.Array]:
         outputs = model_of(state["params"], state["frozen"])(batch["x"], train=False, key=None)
         return weighted_sums(outputs, batch, task)
 
-    return Steps(train=jax.jit(train, donate_argnums=0), evaluate=jax.jit(evaluate))
+    return Steps(train=jax.jit(train, donate_argnums=0), evaluate=jax.jit(evaluate), fingerprint=jax.jit(fingerprint))

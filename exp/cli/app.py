@@ -8,7 +8,7 @@ import typer
 
 from exp import __version__
 
-from . import plan, run, schema, validate
+from . import audit, lock, plan, run, schema, validate
 
 app = typer.Typer(
     name="exp",
@@ -40,3 +40,5 @@ app.command("run", help=run.HELP)(run.command)
 app.command("validate", help=validate.HELP)(validate.command)
 app.command("plan", help=plan.HELP)(plan.command)
 app.command("schema", help=schema.HELP)(schema.command)
+app.command("audit", help=audit.HELP)(audit.command)
+app.command("lock", help=lock.HELP)(lock.command)

@@ -18,9 +18,13 @@ EXIT_INVALID = 2
 @cache
 def stderr() -> Console:
     """The one console for human output."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    # Logs (CI, files) have no width; rich would wrap tables at 80 columns.
+    width = None if sys.stderr.isatty() else 160
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=width)
 
 
 def say(text: str) -> None:

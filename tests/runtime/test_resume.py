@@ -52,7 +52,7 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(tmp_path, name, lora_base)
     assert resumed["outcome"] == "finished" and resumed["step"] == 2 * N
     assert resumed["full_hash"] == straight["full_hash"]
     assert ledger(tmp_path / "cut") == ledger(tmp_path / "straight")
-    assert sorted(ledger(tmp_path / "straight")) == list(range(1, 2 * N + 1))
+    assert sorted(ledger(tmp_path / "straight")) == list(range(0, 2 * N + 1))  # step 0: the initial state
     assert resumed["compilations"] == 1  # the resumed process compiled the train step once
 
 

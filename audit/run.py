@@ -1,0 +1,65 @@
+"""One audit invocation: which checks run on which targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from exp.spec import SpecError
+
+from .checks import SpecTarget, audit_integrity, audit_segment, audit_spec
+from .processes import RunError
+from .report import AuditReport, CheckResult
+
+__all__ = ["AuditRequest", "run_audit"]
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    targets: tuple[str, ...] = ()
+    steps: int = 20
+    cuts: int = 1
+    kill: bool = False
+    segment: tuple[int, int] | None = None
+    spec: str | None = None
+    lock: Path | None = None
+    allow_imports: tuple[str, ...] = ()
+
+
+def _guarded(check: str, target: str, work: Callable[..., object], *args: object) -> list[CheckResult]:
+    """Run checks; a run that could not be made is an `error` result (exit 2), not a crash."""
+    try:
+        results = work(*args)
+    except (RunError, SpecError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return [CheckResult(check, target, Path(target).stem, "error", message)]
+    return list(results) if isinstance(results, list) else [results]  # type: ignore[list-item]
+
+
+def run_audit(request: AuditRequest, workdir: Path) -> AuditReport:
+    """Every requested check, in order; the report decides the exit code."""
+    report = AuditReport()
+    for index, target in enumerate(request.targets):
+        here = workdir / f"t{index}"
+        here.mkdir(parents=True, exist_ok=True)
+        path = Path(target)
+        if path.is_dir():
+            report.results += _guarded("integrity", target, audit_integrity, path)
+            if request.segment is not None:
+                start, end = request.segment
+                report.results += _guarded(
+                    "segment", target, audit_segment, path, start, end, here, request.spec, request.allow_imports
+                )
+        else:
+            spec_target = SpecTarget(target, (), request.allow_imports)
+            report.results += _guarded(
+                "determinism", target, audit_spec, spec_target, request.steps, request.cuts, request.kill, here
+            )
+    if request.lock is not None:
+        from .lockfile import verify_lock
+
+        report.results += _guarded(
+            "lock", str(request.lock), verify_lock, request.lock, workdir / "lock", request.allow_imports
+        )
+    return report
