@@ -1,4 +1,9 @@
-"""Composing a spec: `extends` chains, command-line overrides, and where each key came from."""
+"""Composing a spec: `extends` chains, command-line overrides, and where each key came from.
+
+`extends` may only name files inside the folder of the spec being loaded (or
+below it): a spec from an untrusted source cannot make `exp` read files
+elsewhere on the machine as configuration.
+"""
 
 from __future__ import annotations
 
@@ -117,7 +122,10 @@ def _compose(file: str, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Source
 
     if not isinstance(extends, str) or not extends.strip():
         raise fail("must be the path of another spec file", extends)
+    root = (chain[0] if chain else doc.path).parent
     target = (doc.path.parent / extends).resolve()
+    if Path(extends).is_absolute() or not target.is_relative_to(root):
+        raise fail(f"must name a file inside {root.name or root}/, the folder of the spec being loaded", extends)
     here = (*chain, doc.path)
     if target in here:
         loop = [p.name for p in here[here.index(target) :]] + [target.name]

@@ -125,3 +125,20 @@ def test_override_into_a_scalar_is_an_error():
     with pytest.raises(SpecError) as caught:
         load_spec(EXAMPLES / "digits_mlp.toml", ["train.steps.x=1"])
     assert str(caught.value).startswith("<command line>: train.steps: is not a table")
+
+
+@pytest.mark.parametrize("target", ["../outside.toml", "/etc/hostname", "sub/../../outside.toml"])
+def test_extends_cannot_leave_the_spec_folder(tmp_path, target):
+    (tmp_path / "outside.toml").write_text(MINIMAL)
+    spec = tmp_path / "inner" / "spec.toml"
+    spec.parent.mkdir()
+    spec.write_text(f'extends = "{target}"\n')
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    (problem,) = caught.value.problems
+    assert problem.path == "extends" and "inside inner/" in problem.message
+
+
+def test_extends_may_reach_into_subfolders(write_spec):
+    write_spec(MINIMAL, "shared/deeper/base.toml")
+    assert load_spec(write_spec('extends = "shared/deeper/base.toml"\n')).experiment.name == "t"
