@@ -10,6 +10,9 @@ proved exact.
 
 from __future__ import annotations
 
+import re
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,12 @@ from exp.compiler import CheckpointPolicy
 
 from .types import PyTree
 
-__all__ = ["Checkpointer", "abstract_like"]
+__all__ = ["COMMIT_MARKER", "Checkpointer", "abstract_like"]
+
+COMMIT_MARKER = "commit_success.txt"
+"""Orbax writes it last; a step folder without it was never finished."""
+
+_UNFINISHED = re.compile(r"^\d+\.orbax-checkpoint-tmp")
 
 
 def abstract_like(tree: PyTree) -> PyTree:
@@ -33,7 +41,10 @@ def abstract_like(tree: PyTree) -> PyTree:
 class Checkpointer:
     """Saves and restores `{"state": pytree, "meta": json}` per step."""
 
-    def __init__(self, directory: Path, policy: CheckpointPolicy, total_steps: int) -> None:
+    def __init__(self, directory: Path, policy: CheckpointPolicy, total_steps: int, quarantine: Path) -> None:
+        self.directory = directory.absolute()
+        self.quarantine = quarantine
+        self.tidied = self._tidy()
         decide = policies.AnySavePolicy(
             [policies.FixedIntervalPolicy(policy.every_steps), policies.SpecificStepsPolicy([total_steps])]
         )
@@ -49,8 +60,37 @@ class Checkpointer:
             cleanup_tmp_directories=True,
             create=True,
         )
-        self.directory = directory.absolute()
         self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"), options=options)
+
+    def _tidy(self) -> list[str]:
+        """Clear what an interrupted save left behind, before Orbax lists the steps.
+
+        Orbax's temporary folders are deleted (they were never a checkpoint);
+        a step folder without its commit marker is set aside, since Orbax would
+        otherwise count it as finished and skip later saves at or below its step.
+        """
+        notes: list[str] = []
+        if not self.directory.is_dir():
+            return notes
+        for entry in sorted(self.directory.iterdir()):
+            if _UNFINISHED.match(entry.name) and entry.is_dir():
+                shutil.rmtree(entry)
+                notes.append(f"removed the unfinished write {entry.name}")
+            elif entry.name.isdigit() and entry.is_dir() and not (entry / COMMIT_MARKER).exists():
+                notes.append(f"set aside step {entry.name} (never committed) as {self._move(entry, 'unfinished')}")
+        return notes
+
+    def _move(self, folder: Path, why: str) -> Path:
+        target = self.quarantine / f"{folder.name}-{why}-{time.strftime('%Y%m%dT%H%M%S')}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(folder), str(target))
+        return target
+
+    def set_aside(self, step: int, why: str) -> Path:
+        """Move a checkpoint out of Orbax's sight (kept for inspection, never deleted)."""
+        target = self._move(self.directory / str(step), why)
+        self.manager.reload()
+        return target
 
     def due(self, step: int) -> bool:
         """Whether the policy saves at `step`."""

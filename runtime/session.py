@@ -19,6 +19,7 @@ from .launch import RunFailed, RunOptions, RunResult
 from .loop import Recorders, train_loop
 from .progress import ProgressReport
 from .records import JsonLines, RunLock, read_jsonl
+from .resume import ResumePoint, check_identity, find_resume_point
 from .rundir import RunDir, RunRefused, operational_changes, write_json_atomic
 from .signals import PreemptionGuard
 
@@ -56,41 +57,6 @@ class Session:
         assert self.recorders is not None
         self.recorders.events.write({"event": name, "time": time.time(), **fields})
 
-    def _latest_checkpoint(self, comps: Components) -> tuple[int, dict[str, Any]] | None:
-        assert self.checkpointer is not None
-        steps = self.checkpointer.steps()
-        if not steps:
-            return None
-        step = steps[-1]
-        meta = self.checkpointer.read_meta(step)
-        if meta.get("trajectory") != self.plan.fingerprints.trajectory:
-            raise RunRefused(
-                f"{self.checkpointer.directory}/{step}: checkpoint of trajectory {str(meta.get('trajectory'))[:12]}, "
-                f"this spec has {self.plan.fingerprints.trajectory[:12]}"
-            )
-        if meta.get("data") != comps.data.fingerprint:
-            raise RunRefused(
-                f"{self.rundir.root}: the data changed since this run started "
-                f"(fingerprint {str(meta.get('data'))[:12]} -> {comps.data.fingerprint[:12]}); use another --run-dir"
-            )
-        return step, meta
-
-    def _restore(self, comps: Components, step: int, meta: dict[str, Any]) -> Any:
-        assert self.checkpointer is not None
-        saved = saved_part(comps.state, meta.get("save", "full"))
-        try:
-            restored, _ = self.checkpointer.restore(step, saved)
-        except Exception as err:  # Orbax/TensorStore raise plain exceptions for unreadable bytes
-            reason = str(err).splitlines()[0][:200]
-            raise RunFailed(f"{self.checkpointer.directory}/{step}: checkpoint cannot be read: {reason}") from err
-        digest = full_hash(restored)
-        if digest != meta.get("full_hash"):
-            raise RunFailed(
-                f"{self.checkpointer.directory}/{step}: restored state hashes to {digest[:12]}, "
-                f"the checkpoint recorded {str(meta.get('full_hash'))[:12]}: refusing to train on it"
-            )
-        return {**comps.state, **restored}
-
     def _record_setup(self, env: dict[str, Any]) -> list[str]:
         """plan.json and env.json; the differences from the recorded ones."""
         notes = []
@@ -109,10 +75,10 @@ class Session:
         return notes
 
     def _begin(
-        self, comps: Components, latest: tuple[int, dict[str, Any]] | None, attempt: int, progress: ProgressReport
+        self, comps: Components, point: ResumePoint | None, attempt: int, progress: ProgressReport
     ) -> tuple[Any, int]:
         """The state to train from and its step: restored, or fresh."""
-        if latest is None:
+        if point is None:
             self.event(
                 "start",
                 step=0,
@@ -122,11 +88,18 @@ class Session:
                 base_weights=comps.base_weights,
             )
             return comps.state, 0
-        start, meta = latest
-        state = self._restore(comps, start, meta)
-        self.event("resume", step=start, attempt=attempt, full_hash=meta["full_hash"])
-        progress.note(f"resumed {self.rundir.root} at step {start}/{self.plan.spec.train.steps}")
-        return state, start
+        self.event("resume", step=point.step, attempt=attempt, full_hash=point.meta["full_hash"])
+        progress.note(f"resumed {self.rundir.root} at step {point.step}/{self.plan.spec.train.steps}")
+        return point.state, point.step
+
+    def _set_aside(self, point: ResumePoint | None) -> None:
+        """Record and move away what failed verification or never finished."""
+        assert self.checkpointer is not None
+        for note in self.checkpointer.tidied:
+            self.event("checkpoint_cleanup", note=note)
+        for step, reason in sorted((point.rejected if point else {}).items()):
+            moved = self.checkpointer.set_aside(step, "rejected")
+            self.event("checkpoint_rejected", step=step, reason=reason, moved_to=str(moved))
 
     # -- the run ---------------------------------------------------------
     def run(self) -> RunResult:
@@ -134,32 +107,33 @@ class Session:
         total = plan.spec.train.steps
         comps = build_components(plan, options.spec_dir, options.allow_imports)
         if plan.checkpoint.enabled:
-            self.checkpointer = Checkpointer(rundir.checkpoints(plan, options.spec_dir), plan.checkpoint, total)
-        latest = self._latest_checkpoint(comps) if self.checkpointer else None
-        if latest is not None and latest[0] >= total and self.previous is not None:
-            return RunResult(
-                "complete",
-                rundir.root,
-                latest[0],
-                total,
-                latest[1].get("full_hash"),
-                None,
-                comps.steps.train._cache_size(),
+            self.checkpointer = Checkpointer(
+                rundir.checkpoints(plan, options.spec_dir), plan.checkpoint, total, rundir.root / "rejected"
             )
-
+            check_identity(self.checkpointer, plan, comps, str(rundir.root))  # may refuse: nothing written yet
         self.recorders = Recorders(
             ledger=JsonLines(rundir.ledger), metrics=JsonLines(rundir.metrics), events=JsonLines(rundir.events)
         )
+        try:
+            point = find_resume_point(self.checkpointer, comps) if self.checkpointer else None
+        except RunFailed as err:
+            self.event("error", error=str(err))
+            raise
+        if point is not None and point.step >= total and self.previous is not None and not point.rejected:
+            compiled = comps.steps.train._cache_size()
+            return RunResult("complete", rundir.root, point.step, total, point.meta["full_hash"], None, compiled)
         attempt = sum(1 for e in read_jsonl(rundir.events) if e.get("event") in ("start", "resume"))
         if self.lock.previous and self.lock.previous.get("pid"):
             self.event("lock_takeover", previous=self.lock.previous)
         notes = self._record_setup(environment_class(dict(comps.mesh.shape)))
+        if self.checkpointer is not None:
+            self._set_aside(point)
 
-        progress = ProgressReport(total, latest[0] if latest else 0, options.progress, plan.spec.train.log_every)
+        progress = ProgressReport(total, point.step if point else 0, options.progress, plan.spec.train.log_every)
         for note in notes:
             progress.note(note)
         try:
-            state, start = self._begin(comps, latest, attempt, progress)
+            state, start = self._begin(comps, point, attempt, progress)
             with PreemptionGuard() as guard:
                 result = train_loop(
                     plan,
