@@ -86,8 +86,9 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
     apply_determinism(plan.determinism)
     _enable_compilation_cache(options.compilation_cache)
 
+    from .quiet import background_errors_captured
     from .session import Session  # imports JAX, after the settings are in place
 
     rundir.root.mkdir(parents=True, exist_ok=True)
-    with Session(plan, rundir, options, previous) as session:
+    with Session(plan, rundir, options, previous) as session, background_errors_captured(session.background):
         return session.run()

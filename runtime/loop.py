@@ -162,10 +162,11 @@ class _Loop:
         """
         if not self.uncommitted or self.checkpointer is None:
             return
-        if wait:
-            self.checkpointer.wait()
-        elif self.checkpointer.saving():
+        if not wait and self.checkpointer.saving():
             return
+        # Finished is not committed: a background write that failed is no longer
+        # "in progress" either. `wait` returns at once then, or raises Orbax's error.
+        self.checkpointer.wait()
         for step, digest in self.uncommitted:
             self.rec.ledger.write({"kind": "checkpoint", "step": step, "full_hash": digest, "attempt": self.attempt})
         self.uncommitted.clear()

@@ -34,6 +34,8 @@ class Session:
         self.lock = RunLock(rundir.lock)
         self.recorders: Recorders | None = None
         self.checkpointer: Checkpointer | None = None
+        self.background: list[str] = []
+        """What background threads and library loggers reported (kept for the error event)."""
 
     def __enter__(self) -> Session:
         from .records import RunLocked
@@ -44,8 +46,11 @@ class Session:
             raise RunRefused(str(err)) from None
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.checkpointer is not None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # After a failure, closing Orbax's manager would wake writer threads whose
+        # event loop is gone (each prints a traceback); the failure is already
+        # recorded and the process is about to end.
+        if self.checkpointer is not None and exc_type is None:
             self.checkpointer.close()
         if self.recorders is not None:
             for recorder in (self.recorders.ledger, self.recorders.metrics, self.recorders.events):
@@ -151,7 +156,12 @@ class Session:
                     self.checkpointer.wait()
             digest = full_hash(jax.device_get(saved_part(result.state, plan.checkpoint.save)))
         except Exception as err:
-            self.event("error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+            self.event(
+                "error",
+                error=f"{type(err).__name__}: {err}",
+                traceback=traceback.format_exc(),
+                background=self.background[-20:],
+            )
             raise
         finally:
             progress.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -17,6 +20,34 @@ Example: exp run examples/digits_mlp.toml"""
 
 EXIT_FAILED = 3
 EXIT_PREEMPTED = 75
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    seen = 0
+    while err is not None and seen < 10:
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def _fail_run(err: Exception, run_dir: Path) -> NoReturn:
+    """One line, exit 3, and no noise from library threads still winding down."""
+    from exp.runtime.launch import RunFailed
+
+    events = run_dir / "events.jsonl"
+    where = f" (details in {events})" if events.exists() else ""
+    if _disk_full(err):
+        say(f"error: no space left on device writing {run_dir}; free space and run again to resume{where}")
+    else:
+        reason = (str(err).splitlines() or [""])[0][:300]
+        say(
+            f"error: {reason}{where}" if isinstance(err, RunFailed) else f"error: {type(err).__name__}: {reason}{where}"
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Orbax's writer threads may still be failing; what they say is in events.jsonl.
+    os._exit(EXIT_FAILED)
 
 
 def command(
@@ -67,8 +98,7 @@ def command(
         say(str(err))
         raise typer.Exit(EXIT_INVALID) from None
     except RunFailed as err:
-        say(f"error: {err}")
-        raise typer.Exit(EXIT_FAILED) from None
+        _fail_run(err, target)
     except Exception as err:  # noqa: BLE001 - any other failure: one line here, the traceback in events.jsonl
         from exp.runtime.errors import input_error
 
@@ -76,10 +106,7 @@ def command(
         if message is not None:
             say(f"{spec}: {message}")
             raise typer.Exit(EXIT_INVALID) from None
-        events = target / "events.jsonl"
-        reason = (str(err).splitlines() or [""])[0][:300]
-        say(f"error: {type(err).__name__}: {reason}" + (f" (traceback in {events})" if events.exists() else ""))
-        raise typer.Exit(EXIT_FAILED) from None
+        _fail_run(err, target)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     if not quiet:
