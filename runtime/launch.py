@@ -17,6 +17,7 @@ from exp.compiler import Plan
 
 from .environment import apply_determinism
 from .rundir import RunDir, RunRefused
+from .signals import PreemptionGuard
 
 __all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "execute"]
 
@@ -81,14 +82,17 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
     Raises `RunRefused` (exit 2) for a directory of another experiment or one
     in use, `RunFailed` (exit 3) when training cannot go on.
     """
-    rundir = RunDir(run_dir)
-    previous = rundir.check_continuable(plan)  # before anything is written
-    apply_determinism(plan.determinism)
-    _enable_compilation_cache(options.compilation_cache)
+    # Preemption is honoured from the first moment: a SIGTERM while JAX starts or
+    # a checkpoint restores still ends in exit 75, not in a killed process.
+    with PreemptionGuard() as guard:
+        rundir = RunDir(run_dir)
+        previous = rundir.check_continuable(plan)  # before anything is written
+        apply_determinism(plan.determinism)
+        _enable_compilation_cache(options.compilation_cache)
 
-    from .quiet import background_errors_captured
-    from .session import Session  # imports JAX, after the settings are in place
+        from .quiet import background_errors_captured
+        from .session import Session  # imports JAX, after the settings are in place
 
-    rundir.root.mkdir(parents=True, exist_ok=True)
-    with Session(plan, rundir, options, previous) as session, background_errors_captured(session.background):
-        return session.run()
+        rundir.root.mkdir(parents=True, exist_ok=True)
+        with Session(plan, rundir, options, previous, guard) as session, background_errors_captured(session.background):
+            return session.run()

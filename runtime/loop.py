@@ -184,6 +184,8 @@ class _Loop:
                 "attempt": self.attempt,
             }
         )
+        if self.guard.requested:  # asked to stop before the first step: nothing new to save
+            return LoopResult("preempted", start, state, None, self.guard.requested)
         if start == 0:  # the initial state, so a difference in initialisation shows as step 0
             fps = jax.device_get(steps.fingerprint(state))
             self.rec.ledger.write({**_fingerprint_record(0, fps), "attempt": self.attempt})

@@ -29,8 +29,10 @@ __all__ = ["Session"]
 class Session:
     """Holds the run directory for one process (a context manager)."""
 
-    def __init__(self, plan: Plan, rundir: RunDir, options: RunOptions, previous: Plan | None) -> None:
-        self.plan, self.rundir, self.options, self.previous = plan, rundir, options, previous
+    def __init__(
+        self, plan: Plan, rundir: RunDir, options: RunOptions, previous: Plan | None, guard: PreemptionGuard
+    ) -> None:
+        self.plan, self.rundir, self.options, self.previous, self.guard = plan, rundir, options, previous, guard
         self.lock = RunLock(rundir.lock)
         self.recorders: Recorders | None = None
         self.checkpointer: Checkpointer | None = None
@@ -139,21 +141,20 @@ class Session:
             progress.note(note)
         try:
             state, start = self._begin(comps, point, attempt, progress)
-            with PreemptionGuard() as guard:
-                result = train_loop(
-                    plan,
-                    comps,
-                    state,
-                    start,
-                    recorders=self.recorders,
-                    checkpointer=self.checkpointer,
-                    progress=progress,
-                    guard=guard,
-                    stop_at=options.stop_at,
-                    attempt=attempt,
-                )
-                if self.checkpointer is not None:
-                    self.checkpointer.wait()
+            result = train_loop(
+                plan,
+                comps,
+                state,
+                start,
+                recorders=self.recorders,
+                checkpointer=self.checkpointer,
+                progress=progress,
+                guard=self.guard,
+                stop_at=options.stop_at,
+                attempt=attempt,
+            )
+            if self.checkpointer is not None:
+                self.checkpointer.wait()
             digest = full_hash(jax.device_get(saved_part(result.state, plan.checkpoint.save)))
         except Exception as err:
             self.event(

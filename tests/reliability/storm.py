@@ -41,6 +41,7 @@ class StormResult:
             f"SIG{sig} storm (seed {self.seed}): kills survived {self.survived}/{self.kills}, "
             f"{self.during_async_write} while an async checkpoint was being written; "
             f"final bits and every ledger entry equal to an uninterrupted run: {self.ledger_equal}"
+            + (f"; unexpected exit codes {sorted(set(self.exit_codes))}" if self.survived < self.kills else "")
         )
 
 

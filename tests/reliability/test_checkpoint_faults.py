@@ -90,3 +90,15 @@ def test_torn_ledger_and_metrics_lines_are_repaired_on_resume(tmp_path, straight
         assert after.startswith(before)  # no earlier line lost
         assert all(json.loads(line) for line in after.decode().splitlines())  # the torn tail is gone
     assert summary["full_hash"] == straight[0]["full_hash"] and ledger(tmp_path) == ledger(straight[1])
+
+
+@pytest.mark.slow
+def test_corruption_drills(tmp_path):
+    import random
+
+    from tests.reliability.corrupt import drill
+
+    seed = random.randrange(1 << 30)
+    result = drill(tmp_path, 20, seed)
+    print(result.line(seed))
+    assert result.trained_on_corrupt_state == 0 and result.equal == result.injected, result.line(seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import time
 
 import pytest
 
@@ -99,3 +100,14 @@ def test_sigterm_exits_75_with_a_checkpoint_and_resumes_bitwise(tmp_path, long_d
     resumed = run_json(*args, "--run-dir", str(tmp_path))
     assert resumed["full_hash"] == summary["full_hash"]
     assert ledger(tmp_path) == ledger(straight)
+
+
+def test_sigterm_before_the_first_step_still_exits_75(tmp_path, long_digits):
+    args, straight, summary = long_digits
+    proc = start(*args, "--run-dir", str(tmp_path))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "LOCK").exists() and time.monotonic() < deadline:  # JAX is up; no step run yet
+        time.sleep(0.005)
+    assert kill(proc, signal.SIGTERM) == 75, proc.stderr
+    resumed = run_json(*args, "--run-dir", str(tmp_path))
+    assert resumed["full_hash"] == summary["full_hash"]
