@@ -8,9 +8,11 @@ __all__ = ["input_error"]
 def input_error(err: BaseException) -> str | None:
     """A one-line message when `err` means bad input (data or model that cannot be
     built as specified), else None."""
+    from exp.spec import ImportNotAllowed
+
     from .data import DataError
     from .models import ModelError
 
-    if isinstance(err, DataError | ModelError):
+    if isinstance(err, DataError | ModelError | ImportNotAllowed):
         return str(err)
     return None

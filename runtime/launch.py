@@ -8,6 +8,7 @@ refused before anything is touched.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Any, Literal
 from exp.compiler import Plan
 
 from .environment import apply_determinism
+from .errors import input_error
 from .rundir import RunDir, RunRefused
 from .signals import PreemptionGuard
 
-__all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "execute"]
+__all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "enable_compilation_cache", "execute"]
 
 Outcome = Literal["finished", "stopped", "preempted", "complete"]
 
@@ -63,7 +65,7 @@ class RunResult:
         }
 
 
-def _enable_compilation_cache(path: Path | None) -> None:
+def enable_compilation_cache(path: Path | None) -> None:
     import jax
 
     cache = path or Path(os.environ.get("EXP_CACHE_DIR") or Path.home() / ".cache" / "expspec" / "xla")
@@ -74,6 +76,16 @@ def _enable_compilation_cache(path: Path | None) -> None:
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what mkdir -p creates)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
@@ -88,11 +100,19 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
         rundir = RunDir(run_dir)
         previous = rundir.check_continuable(plan)  # before anything is written
         apply_determinism(plan.determinism)
-        _enable_compilation_cache(options.compilation_cache)
 
         from .quiet import background_errors_captured
         from .session import Session  # imports JAX, after the settings are in place
 
+        created = _first_missing(rundir.root.absolute())
         rundir.root.mkdir(parents=True, exist_ok=True)
-        with Session(plan, rundir, options, previous, guard) as session, background_errors_captured(session.background):
-            return session.run()
+        try:
+            with (
+                Session(plan, rundir, options, previous, guard) as session,
+                background_errors_captured(session.background),
+            ):
+                return session.run()
+        except Exception as err:
+            if created is not None and input_error(err) is not None:
+                shutil.rmtree(created, ignore_errors=True)  # bad input leaves nothing behind
+            raise

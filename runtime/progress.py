@@ -18,7 +18,7 @@ class ProgressReport:
     """Step counter with loss and speed; O(1) work per update."""
 
     def __init__(self, total: int, start: int, mode: Mode = "auto", every: int = 10) -> None:
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode

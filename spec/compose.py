@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .document import Document, read_document
-from .errors import Problem, SpecError
+from .errors import NO_VALUE, Problem, SpecError
 from .overrides import Override
 from .toml_lines import KeyPath
 
@@ -117,13 +117,17 @@ def _compose(file: str, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Source
 
     line = doc.lines.get(("extends",))
 
-    def fail(message: str, got: Any = None) -> SpecError:
+    def fail(message: str, got: Any = NO_VALUE) -> SpecError:
         return SpecError([Problem(doc.file, line, "extends", message, got)])
 
-    if not isinstance(extends, str) or not extends.strip():
-        raise fail("must be the path of another spec file", extends)
+    if not isinstance(extends, str) or not extends.strip() or "\x00" in extends or len(extends) > 1024:
+        raise fail("must be the relative path of another spec file", extends)
     root = (chain[0] if chain else doc.path).parent
-    target = (doc.path.parent / extends).resolve()
+    try:
+        target = (doc.path.parent / extends).resolve()
+        exists = target.is_file()
+    except OSError as err:
+        raise fail(f"cannot be used: {err.strerror or err}", extends) from None
     if Path(extends).is_absolute() or not target.is_relative_to(root):
         raise fail(f"must name a file inside {root.name or root}/, the folder of the spec being loaded", extends)
     here = (*chain, doc.path)
@@ -132,7 +136,7 @@ def _compose(file: str, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Source
         raise fail("cycle: " + " -> ".join(loop))
     if len(here) > MAX_EXTENDS:
         raise fail(f"more than {MAX_EXTENDS} files deep")
-    if not target.is_file():
+    if not exists:
         raise fail("no such file", extends)
     base, sources, files, _ = _compose(_display(doc.file, extends), here)
     replaced: list[KeyPath] = []

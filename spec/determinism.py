@@ -62,7 +62,7 @@ def flatten_seed_table(value: Any) -> Any:
 
     def walk(prefix: str, table: dict[Any, Any], depth: int) -> None:
         for key, item in table.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
+            name = f"{prefix}.{key}" if depth else str(key)
             if isinstance(item, dict) and depth < 8:
                 walk(name, item, depth + 1)
             else:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, key_path_text
 from .toml_lines import KeyPath, key_lines
 
-__all__ = ["MAX_DEPTH", "MAX_SPEC_BYTES", "Document", "read_document"]
+__all__ = ["MAX_DEPTH", "MAX_SPEC_BYTES", "Document", "nested_deeper", "out_of_int64", "read_document"]
 
 MAX_SPEC_BYTES = 1 << 20
 """A spec is a small hand-written file; anything larger is a mistake or an attack."""
@@ -64,9 +64,30 @@ def _parse(file: str, text: str) -> dict[str, Any]:
         raise _problem(file, f"invalid TOML: {message[:1].lower()}{message[1:]}", line) from None
     except RecursionError:
         raise _problem(file, f"invalid TOML: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as err:  # an integer literal longer than Python converts
+        match = re.search(r"[0-9a-fA-F_]{4000,}", text)
+        line = text.count("\n", 0, match.start()) + 1 if match else None
+        raise _problem(file, f"invalid TOML: {str(err).splitlines()[0][:120]}", line) from None
 
 
-def _depth(value: Any, limit: int) -> bool:
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def out_of_int64(data: Any) -> list[tuple[KeyPath, int]]:
+    """Integers outside the 64-bit range TOML promises (iterative walk)."""
+    found, stack = [], [((), data)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(((*path, k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(item))
+        elif isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
+            found.append((path, item))
+    return found
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
     """Whether `value` nests deeper than `limit` (iterative: no recursion to exhaust)."""
     stack = [(value, 0)]
     while stack:
@@ -95,6 +116,14 @@ def read_document(file: str | Path) -> Document:
         raise _problem(name, f"larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a small text file")
     text = _decode(name, raw)
     data = _parse(name, text)
-    if _depth(data, MAX_DEPTH):
+    if nested_deeper(data, MAX_DEPTH):
         raise _problem(name, f"nested deeper than {MAX_DEPTH} levels")
-    return Document(file=name, path=path.resolve(), data=data, lines=key_lines(text))
+    lines = key_lines(text)
+    if wide := out_of_int64(data):
+        raise SpecError(
+            [
+                Problem(name, lines.get(p), key_path_text(p), "integer outside the 64-bit range TOML allows", v)
+                for p, v in wide
+            ]
+        )
+    return Document(file=name, path=path.resolve(), data=data, lines=lines)

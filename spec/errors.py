@@ -34,6 +34,8 @@ def show_value(value: Any, limit: int = 60) -> str:
     """A short TOML-like rendering of a value for an error line."""
     if value is True or value is False:
         text = "true" if value else "false"
+    elif isinstance(value, int) and value.bit_length() > 128:
+        text = f"an integer of {value.bit_length()} bits"
     elif isinstance(value, float | int):
         text = repr(value)
     else:
@@ -62,7 +64,8 @@ class Problem:
         where = _printable(self.file or "<spec>")
         if self.line is not None:
             where = f"{where}:{self.line}"
-        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        message = _printable(self.message)
+        text = f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
         if self.got is not NO_VALUE:
             text += f" (got {show_value(self.got)})"
         return text

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from .document import MAX_DEPTH, nested_deeper, out_of_int64
 from .errors import Problem, SpecError
 
 __all__ = ["Override", "parse_override", "parse_overrides"]
@@ -54,8 +55,8 @@ def _key_path(text: str, key: str) -> tuple[str, ...]:
         raise _fail(text, f"{key!r} is not a dotted key")
     try:
         table: Any = tomllib.loads(f"{key} = 0")
-    except tomllib.TOMLDecodeError:
-        raise _fail(text, f"{key!r} is not a dotted key") from None
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+        raise _fail(text, f"{key[:60]!r} is not a dotted key") from None
     path: list[str] = []
     while isinstance(table, dict):
         ((name, table),) = table.items()
@@ -69,11 +70,15 @@ def _value(text: str, raw: str) -> Any:
             parsed = tomllib.loads(f"v = {raw}")
         except tomllib.TOMLDecodeError:
             parsed = None
+        except (ValueError, RecursionError):  # huge integers, absurd nesting
+            raise _fail(text, "the value is too large or too deeply nested") from None
         if parsed is not None and list(parsed) == ["v"]:
+            if out_of_int64(parsed) or nested_deeper(parsed, MAX_DEPTH):
+                raise _fail(text, "the value is out of range (64-bit integers) or too deeply nested")
             return parsed["v"]
         if _BARE_WORD.match(raw):
             return raw
-    raise _fail(text, f'{raw!r} is not a TOML value (quote strings: key="text")')
+    raise _fail(text, f'{raw[:60]!r} is not a TOML value (quote strings: key="text")')
 
 
 def parse_override(text: str) -> Override:

@@ -91,14 +91,25 @@ def _message(error: dict[str, Any], key: Any, allowed: list[str]) -> str:
     return msg[:1].lower() + msg[1:]
 
 
-def _got(error: dict[str, Any]) -> Any:
+def _value_at(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
+            data = data[key]
+        else:
+            return NO_VALUE
+    return data
+
+
+def _got(error: dict[str, Any], data: Any, loc: tuple[Any, ...]) -> Any:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == RULE_ERROR:
         return ctx.get("got", NO_VALUE)
     if kind in ("missing", "union_tag_not_found"):
         return NO_VALUE
     if kind == "union_tag_invalid":
-        return ctx.get("tag", NO_VALUE)
+        return _value_at(data, loc)  # the tag as written (Pydantic hands it back as a string)
     value = error.get("input", NO_VALUE)
     if isinstance(value, dict):
         return NO_VALUE
@@ -120,5 +131,5 @@ def problems_from(
         allowed = _allowed_keys(root, loc[:-1], data) if error["type"] == "extra_forbidden" else []
         origin = sources.locate(loc)
         file, line = (origin.file, origin.line) if origin else (main_file, None)
-        problems.append(Problem(file, line, key_path_text(loc), _message(error, key, allowed), _got(error)))
+        problems.append(Problem(file, line, key_path_text(loc), _message(error, key, allowed), _got(error, data, loc)))
     return problems

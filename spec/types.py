@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from pydantic import Field, Strict, StringConstraints
+from pydantic import AfterValidator, Field, Strict, StringConstraints
 
 __all__ = [
     "Args",
@@ -46,5 +47,20 @@ Target = Annotated[
 ]
 """An importable object written `package.module:attribute`."""
 
-Args = Annotated[dict[str, Any], Strict(False)]
-"""Keyword arguments handed to a custom factory: any TOML table."""
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities would all serialise as null and share one fingerprint."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("must not contain NaN or infinity")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+Args = Annotated[dict[str, Any], Strict(False), AfterValidator(_finite)]
+"""Keyword arguments handed to a custom factory: any TOML table of finite values."""

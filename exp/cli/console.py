@@ -24,7 +24,7 @@ def stderr() -> Console:
 
     # Logs (CI, files) have no width; rich would wrap tables at 80 columns.
     width = None if sys.stderr.isatty() else 160
-    return Console(stderr=True, highlight=False, soft_wrap=True, width=width)
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=width, emoji=False, markup=False)
 
 
 def say(text: str) -> None:

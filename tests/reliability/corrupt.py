@@ -14,7 +14,7 @@ import json
 import random
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.runtime.runs import DIGITS, exp, ledger, run_json
@@ -32,6 +32,8 @@ class DrillResult:
     """Damage Orbax never read (the restored state still matched its recorded hash)."""
     equal: int
     kinds: dict[str, int]
+    failures: list[str] = field(default_factory=list)
+    """Drills that neither fell back nor verified intact: what the rerun said."""
 
     @property
     def trained_on_corrupt_state(self) -> int:
@@ -49,8 +51,12 @@ class DrillResult:
 
 def damage(folder: Path, rng: random.Random) -> str:
     """Damage one array file of a checkpoint; return what was done."""
-    files = sorted(p for p in (folder / "state").rglob("*") if p.is_file() and p.stat().st_size > 0)
-    victim = rng.choice([p for p in files if "ocdbt.process_0" in str(p)] or files)
+    files = sorted(
+        p
+        for p in (folder / "state").rglob("*")
+        if p.is_file() and p.stat().st_size > 0 and p.name != "commit_success.txt"
+    )
+    victim = rng.choice(files)
     kind = rng.choice(DAMAGE)
     raw = bytearray(victim.read_bytes())
     at = rng.randrange(len(raw))
@@ -81,8 +87,12 @@ def drill(folder: Path, count: int, seed: int) -> DrillResult:
         result.kinds[kind] = result.kinds.get(kind, 0) + 1
         again = exp("run", *ARGS, "--run-dir", str(run_dir), "--json", "-q")
         events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-        result.rejected += any(e["event"] == "checkpoint_rejected" and e["step"] == 30 for e in events)
-        result.intact += any(e["event"] == "resume" and e["step"] == 30 for e in events)
+        rejected = any(e["event"] == "checkpoint_rejected" and e["step"] == 30 for e in events)
+        intact = any(e["event"] == "resume" and e["step"] == 30 for e in events)
+        result.rejected += rejected
+        result.intact += intact
+        if not (rejected or intact) or again.returncode:
+            result.failures.append(f"drill {i} ({kind}): exit {again.returncode}: {again.stderr.strip()[-300:]}")
         if again.returncode == 0 and json.loads(again.stdout)["full_hash"] == straight["full_hash"]:
             result.equal += ledger(run_dir) == ledger(folder / "straight")
     return result
@@ -96,6 +106,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="exp-corrupt-") as tmp:
         result = drill(Path(tmp), args.count, args.seed)
     print(result.line(args.seed))
+    for failure in result.failures:
+        print(failure)
     sys.exit(0 if result.trained_on_corrupt_state == 0 and result.equal == result.injected else 1)
 
 
