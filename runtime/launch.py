@@ -68,11 +68,9 @@ class RunResult:
 def enable_compilation_cache(path: Path | None) -> None:
     import jax
 
+    # JAX creates the folder at its first compile, so a run refused for its input
+    # (before anything compiles) leaves no cache folder behind either.
     cache = path or Path(os.environ.get("EXP_CACHE_DIR") or Path.home() / ".cache" / "expspec" / "xla")
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # a cache is an optimisation; never fail a run for it
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -100,6 +98,7 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
         rundir = RunDir(run_dir)
         previous = rundir.check_continuable(plan)  # before anything is written
         apply_determinism(plan.determinism)
+        enable_compilation_cache(options.compilation_cache)
 
         from .quiet import background_errors_captured
         from .session import Session  # imports JAX, after the settings are in place

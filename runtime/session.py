@@ -15,7 +15,7 @@ from .build import Components, build_components, saved_part
 from .checkpoint import Checkpointer
 from .environment import environment_class
 from .hashing import full_hash
-from .launch import RunFailed, RunOptions, RunResult, enable_compilation_cache
+from .launch import RunFailed, RunOptions, RunResult
 from .loop import Recorders, train_loop
 from .progress import ProgressReport
 from .records import JsonLines, RunLock, read_jsonl
@@ -113,7 +113,6 @@ class Session:
         plan, options, rundir = self.plan, self.options, self.rundir
         total = plan.spec.train.steps
         comps = build_components(plan, options.spec_dir, options.allow_imports)
-        enable_compilation_cache(options.compilation_cache)  # only once the input proved usable
         if plan.checkpoint.enabled:
             self.checkpointer = Checkpointer(
                 rundir.checkpoints(plan, options.spec_dir), plan.checkpoint, total, rundir.root / "rejected"

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_audit_cost_bench_reports_a_ratio(tmp_path):
     out = tmp_path / "audit.json"
     subprocess.run(

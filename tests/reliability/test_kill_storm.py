@@ -10,7 +10,7 @@ import pytest
 from tests.reliability.storm import EVERY, reference, storm
 
 
-@pytest.mark.parametrize("sig,kills", [(signal.SIGKILL, 4), (signal.SIGTERM, 3)])
+@pytest.mark.parametrize("sig,kills", [(signal.SIGKILL, 3), (signal.SIGTERM, 2)])
 def test_storm_fast_subset(tmp_path, sig, kills):
     seed = random.randrange(1 << 30)
     result = storm(tmp_path, kills, sig, seed, reference(tmp_path, EVERY * (kills + 2)))

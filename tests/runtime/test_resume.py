@@ -22,7 +22,7 @@ from tests.runtime.runs import (
     wait_for_step,
 )
 
-N = 12
+N = 8
 DIGITS_ARGS = (str(DIGITS), f"train.steps={2 * N}", "checkpoint.every_steps=5", "train.eval_every=0")
 
 
