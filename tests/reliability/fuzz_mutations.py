@@ -17,7 +17,8 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from tests.reliability.fuzz_toml import _key, dumps, leaves, nested, tables, toml_value
+from tests.helpers import toml_key as _key
+from tests.reliability.fuzz_toml import dumps, leaves, nested, tables, toml_value
 from tests.reliability.fuzz_values import (
     BAD_KINDS,
     CONTROL,
