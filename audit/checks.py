@@ -21,7 +21,15 @@ from .localize import environment_difference, leaf_distances_at, likely_cause
 from .processes import RunError, RunRequest, run_exp, run_exp_killed, start_exp, wait_exp
 from .report import CheckResult
 
-__all__ = ["SpecTarget", "audit_integrity", "audit_segment", "audit_spec", "audit_overrides", "cut_points"]
+__all__ = [
+    "SpecTarget",
+    "audit_integrity",
+    "audit_segment",
+    "audit_overrides",
+    "audit_request",
+    "audit_spec",
+    "cut_points",
+]
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ def cut_points(steps: int, cuts: int) -> list[int]:
     return [p for p in points if 0 < p < steps]
 
 
-def _request(target: SpecTarget, run_dir: Path, stop_at: int, every: int) -> RunRequest:
+def audit_request(target: SpecTarget, run_dir: Path, stop_at: int, every: int) -> RunRequest:
     return RunRequest(
         spec=target.spec,
         run_dir=run_dir,
@@ -104,12 +112,11 @@ def _localize(
     step = max(1, result.first_divergence or 1)
     one, two = workdir / f"{result.check}-x1", workdir / f"{result.check}-x2"
     try:
-        first = start_exp(_request(target, one, step, every))
+        first = start_exp(audit_request(target, one, step, every))
         if cut is not None and cut < step:
-            run_exp(_request(target, two, cut, every))
-        second = start_exp(_request(target, two, step, every))
-        wait_exp(_request(target, one, step, every), first)
-        wait_exp(_request(target, two, step, every), second)
+            run_exp(audit_request(target, two, cut, every))
+        wait_exp(start_exp(audit_request(target, two, step, every)))
+        wait_exp(first)
         result.distances = leaf_distances_at(one, two, step, result.leaves)
         if result.first_divergence == 0:
             result.details["distances_after_step"] = 1
@@ -130,14 +137,14 @@ def audit_spec(target: SpecTarget, steps: int, cuts: int, kill: bool, workdir: P
     every = max(1, points[0] // 2) if kill else steps + 1
     a_dir, b_dir = workdir / "a", workdir / "b"
     t0 = time.perf_counter()
-    straight = start_exp(_request(target, a_dir, steps, every))
+    straight = start_exp(audit_request(target, a_dir, steps, every))
     for point in points:
         if kill:
-            run_exp_killed(_request(target, b_dir, steps, every), point)
+            run_exp_killed(audit_request(target, b_dir, steps, every), point)
         else:
-            run_exp(_request(target, b_dir, point, every))
-    final_b = run_exp(_request(target, b_dir, steps, every))
-    final_a = wait_exp(_request(target, a_dir, steps, every), straight)
+            run_exp(audit_request(target, b_dir, point, every))
+    final_b = run_exp(audit_request(target, b_dir, steps, every))
+    final_a = wait_exp(straight)
     seconds = time.perf_counter() - t0
 
     a, b = read_ledger(a_dir), read_ledger(b_dir)
@@ -189,7 +196,7 @@ def audit_segment(
         raise RunError(f"{run_dir}: no checkpoint at step {start} (checkpoints: {available or 'none'})")
     segment = workdir / "segment"
     shutil.copytree(source / str(start), segment / "checkpoints" / str(start))
-    run_exp(_request(target, segment, end, end + 1))
+    run_exp(audit_request(target, segment, end, end + 1))
     original, rerun = read_ledger(Path(run_dir)), read_ledger(segment)
     window = {s: r for s, r in original.steps.items() if start < s <= end}
     comparison = compare(original, window, rerun.steps)

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exp.compiler import plan_spec
+from exp.compiler import Plan, plan_spec
 from exp.spec import SpecError
 
-from .checks import SpecTarget, _request
+from .checks import SpecTarget, audit_request
 from .ledger import Ledger, StepRecord, compare, read_ledger
 from .processes import RunError, run_exp
 from .report import CheckResult
@@ -29,16 +29,6 @@ __all__ = ["LOCK_VERSION", "record_lock", "verify_lock"]
 
 LOCK_VERSION = 1
 DEFAULT_STEPS = 20
-
-
-def _leaves_of(spec_dump: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in spec_dump.items():
-        if isinstance(value, dict) and key != "seeds" and key != "args":
-            out.update(_leaves_of(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _leaf_norms(run_dir: Path, step: int) -> dict[str, float]:
@@ -56,7 +46,7 @@ def _leaf_norms(run_dir: Path, step: int) -> dict[str, float]:
 
 
 def _run(target: SpecTarget, steps: int, run_dir: Path) -> tuple[Ledger, dict[str, Any]]:
-    run_exp(_request(target, run_dir, steps, max(1, steps // 2)))
+    run_exp(audit_request(target, run_dir, steps, max(1, steps // 2)))
     return read_ledger(run_dir), json.loads((run_dir / "env.json").read_text())
 
 
@@ -79,7 +69,7 @@ def record_lock(targets: Sequence[SpecTarget], steps: int | None, lock_path: Pat
                 "name": plan.name,
                 "steps": n,
                 "trajectory": plan.fingerprints.trajectory,
-                "spec_values": _leaves_of(plan.to_dict()["spec"]),
+                "spec_values": plan.field_values(),
                 "environment": env["class"],
                 "environment_id": env["class_id"],
                 "full_hashes": {str(s): h for s, h in sorted(ledger.checkpoints.items())},
@@ -91,8 +81,8 @@ def record_lock(targets: Sequence[SpecTarget], steps: int | None, lock_path: Pat
     return {"version": LOCK_VERSION, "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "entries": entries}
 
 
-def _trajectory_changes(entry: dict[str, Any], plan: Any) -> dict[str, list[Any]]:
-    now = _leaves_of(plan.to_dict()["spec"])
+def _trajectory_changes(entry: dict[str, Any], plan: Plan) -> dict[str, list[Any]]:
+    now = plan.field_values()
     then = entry.get("spec_values", {})
     return {
         key: [then.get(key), now.get(key)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunError", "RunOutcome", "RunRequest", "run_exp", "run_exp_killed", "start_exp"]
+__all__ = ["RunError", "RunOutcome", "RunRequest", "StartedRun", "run_exp", "run_exp_killed", "start_exp", "wait_exp"]
 
 # -P: never let a folder named `exp` in the working directory shadow the installed package.
 _EXP = [sys.executable, "-P", "-m", "exp", "run"]
@@ -68,7 +68,14 @@ def _finish(request: RunRequest, proc: subprocess.Popen[str], started: float, ti
     return RunOutcome(request, proc.returncode, summary, err, time.perf_counter() - started)
 
 
-def start_exp(request: RunRequest) -> tuple[subprocess.Popen[str], float]:
+@dataclass(frozen=True)
+class StartedRun:
+    request: RunRequest
+    proc: subprocess.Popen[str]
+    started: float
+
+
+def start_exp(request: RunRequest) -> StartedRun:
     """Start a run without waiting for it (runs of one audit may overlap)."""
     proc = subprocess.Popen(
         request.argv(),
@@ -77,13 +84,13 @@ def start_exp(request: RunRequest) -> tuple[subprocess.Popen[str], float]:
         text=True,
         env={**os.environ, **request.env},
     )
-    return proc, time.perf_counter()
+    return StartedRun(request, proc, time.perf_counter())
 
 
-def wait_exp(request: RunRequest, started: tuple[subprocess.Popen[str], float], timeout: float = 3600) -> RunOutcome:
+def wait_exp(run: StartedRun, timeout: float = 3600) -> RunOutcome:
     """Wait for a started run; raise `RunError` unless it ended as asked."""
-    proc, t0 = started
-    outcome = _finish(request, proc, t0, timeout)
+    request = run.request
+    outcome = _finish(request, run.proc, run.started, timeout)
     if outcome.returncode != 0 or outcome.summary is None:
         reason = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else f"exit {outcome.returncode}"
         raise RunError(f"exp run {request.spec} (run dir {request.run_dir}) failed: {reason}")
@@ -91,7 +98,7 @@ def wait_exp(request: RunRequest, started: tuple[subprocess.Popen[str], float], 
 
 
 def run_exp(request: RunRequest, timeout: float = 3600) -> RunOutcome:
-    return wait_exp(request, start_exp(request), timeout)
+    return wait_exp(start_exp(request), timeout)
 
 
 def _ledger_step(run_dir: Path) -> int:
@@ -107,7 +114,8 @@ def _ledger_step(run_dir: Path) -> int:
 
 def run_exp_killed(request: RunRequest, kill_at: int, timeout: float = 3600) -> RunOutcome:
     """Start a run and SIGKILL it once its ledger reaches `kill_at`."""
-    proc, t0 = start_exp(request)
+    run = start_exp(request)
+    proc, t0 = run.proc, run.started
     deadline = t0 + timeout
     while _ledger_step(request.run_dir) < kill_at:
         if proc.poll() is not None:

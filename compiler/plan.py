@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -70,7 +70,18 @@ class Plan(_Frozen):
     def name(self) -> str:
         return self.spec.name
 
-    def to_dict(self) -> dict[str, object]:
+    def field_values(self) -> dict[str, Any]:
+        """Every resolved spec field (the keys of `fields`) -> its JSON value."""
+        dump = self.to_dict()["spec"]
+        values = {}
+        for path in self.fields:
+            value: Any = dump
+            for key in path.split("."):
+                value = value[key]
+            values[path] = value
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data."""
         return self.model_dump(mode="json", by_alias=True)
 

@@ -100,13 +100,14 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
         apply_determinism(plan.determinism)
         enable_compilation_cache(options.compilation_cache)
 
-        from .quiet import background_errors_captured
+        from .quiet import NativeStderrToFile, background_errors_captured
         from .session import Session  # imports JAX, after the settings are in place
 
         created = _first_missing(rundir.root.absolute())
         rundir.root.mkdir(parents=True, exist_ok=True)
         try:
             with (
+                NativeStderrToFile(rundir.root / "stderr.log"),
                 Session(plan, rundir, options, previous, guard) as session,
                 background_errors_captured(session.background),
             ):

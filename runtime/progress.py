@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .quiet import terminal
 
 __all__ = ["ProgressReport"]
 
@@ -18,9 +19,10 @@ class ProgressReport:
     """Step counter with loss and speed; O(1) work per update."""
 
     def __init__(self, total: int, start: int, mode: Mode = "auto", every: int = 10) -> None:
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)
+        out = terminal()
+        self.console = Console(file=out, highlight=False, soft_wrap=True, emoji=False, markup=False)
         if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "lines"
+            mode = "bar" if out.isatty() else "lines"
         self.mode = mode
         self.total, self.every = total, max(1, every)
         self._t0, self._s0 = time.perf_counter(), start

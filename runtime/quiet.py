@@ -9,13 +9,16 @@ failure would also print dozens of log lines and thread tracebacks.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
 
-__all__ = ["background_errors_captured"]
+__all__ = ["NativeStderrToFile", "background_errors_captured", "terminal"]
 
 _NOISY = ("absl", "asyncio", "orbax")
 
@@ -61,3 +64,55 @@ def background_errors_captured(sink: list[str]) -> Iterator[None]:
         for logger, propagate, level in saved:
             logger.removeHandler(handler)
             logger.propagate, logger.level = propagate, level
+
+
+_TERMINAL: TextIO | None = None
+
+
+def terminal() -> TextIO:
+    """Where output for people goes: the real stderr, even while a run redirects it."""
+    return _TERMINAL or sys.stderr
+
+
+class NativeStderrToFile:
+    """While a run is live, stderr (fd 2 and `sys.stderr`) goes to a log file.
+
+    When a checkpoint write fails, TensorStore callbacks and Orbax threads print
+    tracebacks (through fd 2 and `sys.stderr`) at any moment, even after the
+    failure has been reported. Output for people goes to `terminal()`, a copy of
+    the original descriptor. After a failure the redirection stays: the process
+    is about to end, and late library output belongs in the log.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._real: int | None = None
+        self._saved: TextIO | None = None
+
+    def __enter__(self) -> NativeStderrToFile:
+        global _TERMINAL
+        sys.stderr.flush()
+        self._real = os.dup(2)
+        log = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 2)
+        os.close(log)
+        self._saved = sys.stderr
+        sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+        _TERMINAL = os.fdopen(os.dup(self._real), "w", buffering=1, encoding="utf-8", errors="replace")
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        global _TERMINAL
+        from .errors import input_error
+
+        # Bad input fails before any background writer exists: restore at once.
+        failed = exc is not None and (not isinstance(exc, Exception) or input_error(exc) is None)
+        if failed or self._real is None or self._saved is None:
+            return
+        for stream in (sys.stderr, _TERMINAL):
+            if stream is not None:
+                stream.flush()
+                stream.close()
+        sys.stderr, _TERMINAL = self._saved, None
+        os.dup2(self._real, 2)
+        os.close(self._real)

@@ -3,7 +3,7 @@
 ```
 runs/<name>/
   plan.json  env.json  events.jsonl  ledger.jsonl  metrics.jsonl
-  checkpoints/<step>/   LOCK
+  checkpoints/<step>/   LOCK   stderr.log (what native libraries print)
 ```
 A directory whose plan has another trajectory fingerprint is never continued:
 the refusal happens before anything in it is touched.
@@ -44,20 +44,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_leaves(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
-
-
 def operational_changes(before: Plan, after: Plan) -> dict[str, list[Any]]:
     """Field -> [old, new] for every resolved field that differs (all operational
     when the trajectory fingerprints are equal)."""
-    old = _leaves(before.to_dict()["spec"])
-    new = _leaves(after.to_dict()["spec"])
+    old, new = before.field_values(), after.field_values()
     return {key: [old.get(key), new.get(key)] for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
 
 

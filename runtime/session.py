@@ -153,8 +153,6 @@ class Session:
                 stop_at=options.stop_at,
                 attempt=attempt,
             )
-            if self.checkpointer is not None:
-                self.checkpointer.wait()
             digest = full_hash(jax.device_get(saved_part(result.state, plan.checkpoint.save)))
         except Exception as err:
             self.event(

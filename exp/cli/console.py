@@ -18,13 +18,33 @@ EXIT_INVALID = 2
 @cache
 def stderr() -> Console:
     """The one console for human output."""
-    import sys
-
     from rich.console import Console
 
+    from exp.runtime.quiet import terminal
+
     # Logs (CI, files) have no width; rich would wrap tables at 80 columns.
-    width = None if sys.stderr.isatty() else 160
-    return Console(stderr=True, highlight=False, soft_wrap=True, width=width, emoji=False, markup=False)
+    width = None if terminal().isatty() else 160
+    return Console(file=_Terminal(), highlight=False, soft_wrap=True, width=width, emoji=False, markup=False)
+
+
+class _Terminal:
+    """A file that always writes to the real stderr, even while a run redirects
+    stderr to its log (the final error line of a failed run must be seen)."""
+
+    def write(self, text: str) -> int:
+        from exp.runtime.quiet import terminal
+
+        return terminal().write(text)
+
+    def flush(self) -> None:
+        from exp.runtime.quiet import terminal
+
+        terminal().flush()
+
+    def isatty(self) -> bool:
+        from exp.runtime.quiet import terminal
+
+        return terminal().isatty()
 
 
 def say(text: str) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from .console import EXIT_INVALID, fail_invalid, say
+from .console import EXIT_INVALID, fail_invalid, say, stderr
 from .options import AllowImportOpt, JsonOpt, OverridesArg, SpecArg
 
 HELP = """Train a spec; kill it at any moment and run it again to resume, bit-exactly.
@@ -19,7 +19,6 @@ HELP = """Train a spec; kill it at any moment and run it again to resume, bit-ex
 Example: exp run examples/digits_mlp.toml"""
 
 EXIT_FAILED = 3
-EXIT_PREEMPTED = 75
 
 
 def _disk_full(err: BaseException | None) -> bool:
@@ -45,7 +44,7 @@ def _fail_run(err: Exception, run_dir: Path) -> NoReturn:
             f"error: {reason}{where}" if isinstance(err, RunFailed) else f"error: {type(err).__name__}: {reason}{where}"
         )
     sys.stdout.flush()
-    sys.stderr.flush()
+    stderr().file.flush()
     # Orbax's writer threads may still be failing; what they say is in events.jsonl.
     os._exit(EXIT_FAILED)
 
@@ -118,4 +117,6 @@ def command(
         }
         say(messages[result.outcome])
     if result.outcome == "preempted":
+        from exp.runtime.signals import EXIT_PREEMPTED
+
         raise typer.Exit(EXIT_PREEMPTED)
