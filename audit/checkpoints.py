@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 from exp.runtime.hashing import full_hash
@@ -117,6 +118,9 @@ def read_checkpoint(directory: Path, step: int) -> SavedCheckpoint:
     recorded = meta.get("full_hash")
     if not isinstance(recorded, str):
         raise CheckpointUnreadable(step, "metadata has no full_hash to verify the state against")
+    # The runtime saves device arrays, which a restore without a target gives back
+    # as device arrays; the audit compares on the host.
+    state = jax.device_get(state)
     try:
         actual = full_hash(state)
     except Exception as error:

@@ -24,7 +24,9 @@ class PlanError(SpecError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built on first use, after `Experiment`, so the plan reuses its schema
+    # instead of generating the whole spec tree again while `exp plan` imports.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class PlanSource(_Frozen):

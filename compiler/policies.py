@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from exp.spec import Experiment
+from exp.spec.sizes import parse_bytes
 
 __all__ = ["CheckpointPolicy", "ThrottlePlan", "resolve_checkpoint", "resolve_throttle"]
 
@@ -36,7 +37,12 @@ class ThrottlePlan(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_inflight: int
+    max_inflight: int | Literal["auto"]
+    """Steps in flight; `auto` is chosen by the runtime, which alone can compile the
+    step and see the device."""
+    memory_budget: int | None = None
+    """Bytes the in-flight steps may use under `auto`; None: the runtime's default
+    share of the device (or host) memory."""
 
 
 def resolve_checkpoint(experiment: Experiment) -> CheckpointPolicy:
@@ -56,4 +62,6 @@ def resolve_checkpoint(experiment: Experiment) -> CheckpointPolicy:
 
 
 def resolve_throttle(experiment: Experiment) -> ThrottlePlan:
-    return ThrottlePlan(max_inflight=experiment.throttle.max_inflight)
+    spec = experiment.throttle
+    budget = None if spec.memory_budget is None else parse_bytes(spec.memory_budget)
+    return ThrottlePlan(max_inflight=spec.max_inflight, memory_budget=budget)

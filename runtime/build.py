@@ -41,10 +41,16 @@ class Components:
     base_weights: str | None
     """Full hash of LoRA base weights loaded from `lora.init_from`, if any."""
 
-    def place_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        """Put a host batch on the mesh, split along the data axis."""
-        sharding = NamedSharding(self.mesh, PartitionSpec("data"))
-        return jax.device_put(batch, sharding)
+    def place_batch(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """A host batch as the steps take it: split along the data axis of the mesh.
+
+        On a one-device mesh the host arrays go to the jitted step as they are:
+        the step's C++ dispatch copies them in ten times faster than
+        `jax.device_put`'s Python path, which small models would wait for.
+        """
+        if self.mesh.size == 1:
+            return batch
+        return jax.device_put(batch, NamedSharding(self.mesh, PartitionSpec("data")))
 
 
 def saved_part(state: PyTree, save: str) -> PyTree:

@@ -45,6 +45,7 @@ class Checkpointer:
         self.directory = directory.absolute()
         self.quarantine = quarantine
         self.tidied = self._tidy()
+        self.every_steps, self.total_steps = policy.every_steps, total_steps
         decide = policies.AnySavePolicy(
             [policies.FixedIntervalPolicy(policy.every_steps), policies.SpecificStepsPolicy([total_steps])]
         )
@@ -93,8 +94,12 @@ class Checkpointer:
         return target
 
     def due(self, step: int) -> bool:
-        """Whether the policy saves at `step`."""
-        return self.manager.should_save(step)
+        """Whether the policy saves at `step`: the arithmetic of the save decision policy.
+
+        Asked every step, so it must not cost Orbax's `should_save` (which walks its
+        policies and step list); `save` still lets Orbax decide.
+        """
+        return step % self.every_steps == 0 or step == self.total_steps
 
     def save(self, step: int, state: PyTree, meta: dict[str, Any], *, force: bool = False) -> bool:
         """Save (in the background when async); returns whether a save started."""

@@ -174,7 +174,11 @@ def _leaf_fingerprint(x: Any) -> jax.Array:
     # is associative and commutative: XLA's reduction order cannot matter.
     a = _fmix32(w ^ (i * _u32(0x9E3779B9)) ^ _u32(0x2545F491))
     b = _lowbias32((w * _u32(0x27D4EB2F)) ^ (i * _u32(0x85EBCA77) + _u32(0x165667B1)))
-    return jnp.stack([jnp.sum(a, dtype=jnp.uint32), jnp.sum(b, dtype=jnp.uint32)])
+    # Both lanes in one variadic reduce: one pass over the words instead of two.
+    # XLA:CPU does not vectorise integer reductions, so the pass count is the cost
+    # (a quarter of the digits step with two passes, measured).
+    sums = lax.reduce((a, b), (_u32(0), _u32(0)), lambda x, y: (x[0] + y[0], x[1] + y[1]), (0,))
+    return jnp.stack(sums)
 
 
 def device_fingerprints(tree: Any) -> jax.Array:

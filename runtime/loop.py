@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,8 +53,13 @@ class LoopResult:
 @dataclass
 class _Pending:
     step: int
-    metrics: dict[str, jax.Array]
-    fingerprints: dict[str, jax.Array]
+    packed: jax.Array
+    """Metrics and fingerprints of the step, in the layout of `Steps.report`."""
+
+
+def _hash_when_ready(copy: Any) -> str:
+    """The full hash of a device copy, on the worker thread: it waits for the copy there."""
+    return full_hash(jax.device_get(jax.block_until_ready(copy)))
 
 
 def _fingerprint_record(step: int, fps: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -78,6 +84,7 @@ class _Loop:
         progress: ProgressReport,
         guard: PreemptionGuard,
         attempt: int,
+        max_inflight: int,
     ) -> None:
         self.plan, self.comps, self.rec = plan, comps, recorders
         self.checkpointer, self.progress, self.guard = checkpointer, progress, guard
@@ -89,10 +96,13 @@ class _Loop:
             train.ledger_every,
             train.eval_every,
         )
-        self.max_inflight = plan.throttle.max_inflight
+        self.max_inflight = max_inflight
         self.inflight: deque[_Pending] = deque()
         self.eval_metrics: dict[str, float] | None = None
         self.uncommitted: list[tuple[int, str]] = []
+        self.snapshot: tuple[int, Any, bool, Future[str]] | None = None
+        """A checkpoint copied on the device, not yet handed to Orbax: (step, copy, forced, its hash)."""
+        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exp-checkpoint-hash")
         self._last_time = time.perf_counter()
         self._last_step = 0
 
@@ -101,17 +111,17 @@ class _Loop:
         """Wait for the oldest dispatched step and record what it produced."""
         self.record_commits()
         pending = self.inflight.popleft()
-        metrics, fps = jax.device_get((pending.metrics, pending.fingerprints))
+        metrics, fps = self.comps.steps.report.unpack(np.asarray(pending.packed))
         step = pending.step
-        if step % self.ledger_every == 0 or step == self.total:
+        if fps is not None:
             self.rec.ledger.write({**_fingerprint_record(step, fps), "attempt": self.attempt})
         if step % self.log_every == 0 or step == self.total:
             now = time.perf_counter()
             rate = (step - self._last_step) / (now - self._last_time) if now > self._last_time else 0.0
             self._last_time, self._last_step = now, step
-            record = {name: float(value) for name, value in metrics.items()}
-            self.rec.metrics.write({"step": step, "split": "train", **record, "steps_per_s": rate, "time": time.time()})
-        self.progress.update(step, float(metrics["loss"]))
+            record = {"step": step, "split": "train", **metrics, "steps_per_s": rate, "time": time.time()}
+            self.rec.metrics.write(record)
+        self.progress.update(step, metrics["loss"])
 
     def drain(self) -> None:
         while self.inflight:
@@ -132,15 +142,35 @@ class _Loop:
         self.progress.note(f"eval at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in self.eval_metrics.items()))
 
     def save(self, state: Any, step: int, *, force: bool) -> None:
+        """Checkpoint `state` (the state after `step`) if the policy or `force` says so.
+
+        The state is copied on the device first: its buffers are donated to the
+        next step while the save may still read them. The copy's full hash is
+        computed on a worker thread (xxhash releases the GIL) while the device
+        trains on, and the copy goes to Orbax once its hash is known
+        (`write_snapshot`). A forced save (the last step, a stop, a preemption)
+        has no next step to overlap with and is written at once.
+        """
         if self.checkpointer is None:
             return
         if not force and not self.checkpointer.due(step):
             return
-        saved = saved_part(state, self.plan.checkpoint.save)
-        # A private host copy: the device buffers are donated to the next step
-        # while an async save may still be writing.
-        host = jax.tree.map(lambda a: np.array(a, copy=True), jax.device_get(saved))
-        digest = full_hash(host)
+        self.write_snapshot(wait=True)  # one save at a time, in step order
+        copy = self.comps.steps.snapshot(saved_part(state, self.plan.checkpoint.save))
+        self.snapshot = (step, copy, force, self.hasher.submit(_hash_when_ready, copy))
+        if force:
+            self.write_snapshot(wait=True)
+
+    def write_snapshot(self, *, wait: bool) -> None:
+        """Hand the pending copy to Orbax if its hash is ready (or, with `wait`, once it is)."""
+        if self.snapshot is None or self.checkpointer is None:
+            return
+        step, copy, force, digest_future = self.snapshot
+        if not wait and not digest_future.done():
+            return
+        self.snapshot = None
+        began = time.perf_counter()
+        digest = digest_future.result()
         meta = {
             "step": step,
             "full_hash": digest,
@@ -150,7 +180,10 @@ class _Loop:
             "data": self.comps.data.fingerprint,
             "base_weights": self.comps.base_weights,
         }
-        if self.checkpointer.save(step, host, meta, force=force):
+        if self.checkpointer.save(step, copy, meta, force=force):
+            blocked = time.perf_counter() - began
+            # How long the loop waited on this save: what checkpointing costs the run.
+            self.rec.events.write({"event": "checkpoint_save", "step": step, "blocked_s": blocked, "time": time.time()})
             self.uncommitted.append((step, digest))
             self.record_commits()
 
@@ -192,9 +225,11 @@ class _Loop:
         step = start
         batch = self.comps.place_batch(data.train_batch(step)) if step < end else None
         while step < end:
-            state, metrics, fps = steps.train(state, batch)
             step += 1
-            self.inflight.append(_Pending(step, metrics, fps))
+            hashed = step % self.ledger_every == 0 or step == self.total
+            state, packed = (steps.train if hashed else steps.train_unhashed)(state, batch)
+            self.inflight.append(_Pending(step, packed))
+            self.write_snapshot(wait=False)  # an earlier step's checkpoint, while this step computes
             if step < end:  # assemble the next batch while the device computes
                 batch = self.comps.place_batch(data.train_batch(step))
             while len(self.inflight) > self.max_inflight:
@@ -204,13 +239,16 @@ class _Loop:
                 self.evaluate(state, step)
             if self.guard.requested:
                 self.drain()
+                self.write_snapshot(wait=True)
                 if self.plan.checkpoint.on_preemption:
                     self.save(state, step, force=True)
                 self.record_commits(wait=True)
                 return LoopResult("preempted", step, state, self.eval_metrics, self.guard.requested)
             if self.checkpointer is not None and (step == end or self.checkpointer.due(step)):
-                self.drain()
+                if step == end:
+                    self.drain()
                 self.save(state, step, force=step == end)
+        self.write_snapshot(wait=True)
         self.drain()
         self.record_commits(wait=True)
         if step == self.total:
@@ -231,7 +269,12 @@ def train_loop(
     guard: PreemptionGuard,
     stop_at: int | None,
     attempt: int,
+    max_inflight: int,
 ) -> LoopResult:
-    """Train from `start` (steps already done) to the end or `stop_at`."""
-    loop = _Loop(plan, comps, recorders, checkpointer, progress, guard, attempt)
-    return loop.run(state, start, stop_at)
+    """Train from `start` (steps already done) to the end or `stop_at`, with at most
+    `max_inflight` steps dispatched and unfinished (the plan's, or chosen for "auto")."""
+    loop = _Loop(plan, comps, recorders, checkpointer, progress, guard, attempt, max_inflight)
+    try:
+        return loop.run(state, start, stop_at)
+    finally:
+        loop.hasher.shutdown(wait=True)

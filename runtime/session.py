@@ -22,6 +22,7 @@ from .records import JsonLines, RunLock, read_jsonl
 from .resume import ResumePoint, check_identity, find_resume_point
 from .rundir import RunDir, RunRefused, operational_changes, write_json_atomic
 from .signals import PreemptionGuard
+from .throttle import choose_inflight
 
 __all__ = ["Session"]
 
@@ -108,6 +109,19 @@ class Session:
             moved = self.checkpointer.set_aside(step, "rejected")
             self.event("checkpoint_rejected", step=step, reason=reason, moved_to=str(moved))
 
+    def _max_inflight(self, comps: Components, state: Any, start: int, progress: ProgressReport) -> int:
+        """The plan's bound, or (for "auto") one chosen from the compiled step, recorded."""
+        throttle = self.plan.throttle
+        if throttle.max_inflight != "auto":
+            return throttle.max_inflight
+        # The batch the loop starts with: the step analysed is the one the loop runs.
+        batch = comps.place_batch(comps.data.train_batch(start))
+        device = comps.mesh.devices.flat[0]
+        choice = choose_inflight(comps.steps.train, state, batch, throttle.memory_budget, device)
+        self.event("throttle", step=start, **choice.record())
+        progress.note(choice.reason)
+        return choice.max_inflight
+
     # -- the run ---------------------------------------------------------
     def run(self) -> RunResult:
         plan, options, rundir = self.plan, self.options, self.rundir
@@ -141,6 +155,7 @@ class Session:
             progress.note(note)
         try:
             state, start = self._begin(comps, point, attempt, progress)
+            max_inflight = self._max_inflight(comps, state, start, progress)
             result = train_loop(
                 plan,
                 comps,
@@ -152,6 +167,7 @@ class Session:
                 guard=self.guard,
                 stop_at=options.stop_at,
                 attempt=attempt,
+                max_inflight=max_inflight,
             )
             digest = full_hash(jax.device_get(saved_part(result.state, plan.checkpoint.save)))
         except Exception as err:

@@ -14,14 +14,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
+from jax import lax
 
 from .hashing import device_fingerprints
-from .objectives import loss_and_metrics, weighted_sums
+from .objectives import METRICS, loss_and_metrics, weighted_sums
 from .types import PyTree
 
-__all__ = ["ModelParts", "Steps", "make_steps"]
+__all__ = ["ModelParts", "StepReport", "Steps", "make_steps"]
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,43 @@ class ModelParts:
 
 
 @dataclass(frozen=True)
+class StepReport:
+    """How a train step packs its metrics and fingerprints into one uint32 vector.
+
+    One array per step means one device-to-host transfer when the loop records
+    it; a dict of a dozen scalars and fingerprint arrays cost ten times more host
+    time per step, which small models cannot hide behind their compute.
+    """
+
+    metrics: tuple[str, ...]
+    param_leaves: int
+
+    def unpack(self, packed: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
+        """(metrics, {"params": [L, 2], "opt": [L', 2]} fingerprints, or None from `train_unhashed`)."""
+        m, p = len(self.metrics), 2 * self.param_leaves
+        metrics = {name: float(v) for name, v in zip(self.metrics, packed[:m].view(np.float32), strict=True)}
+        if len(packed) == m:
+            return metrics, None
+        return metrics, {"params": packed[m : m + p].reshape(-1, 2), "opt": packed[m + p :].reshape(-1, 2)}
+
+
+@dataclass(frozen=True)
 class Steps:
-    train: Callable[[PyTree, dict[str, Any]], tuple[PyTree, dict[str, jax.Array], dict[str, jax.Array]]]
-    """(state, batch) -> (new state, metrics, {"params": fps, "opt": fps}); donates `state`."""
+    train: Callable[[PyTree, dict[str, Any]], tuple[PyTree, jax.Array]]
+    """(state, batch) -> (new state, packed metrics and fingerprints); donates `state`."""
+    train_unhashed: Callable[[PyTree, dict[str, Any]], tuple[PyTree, jax.Array]]
+    """`train` without the fingerprints, for steps the ledger skips (`train.ledger_every`).
+
+    Same update, so the same bits: the fingerprints only read the new state.
+    Compiled on first use, so runs that ledger every step never compile it."""
+    report: StepReport
+    """The layout of the packed vector both train steps return."""
     evaluate: Callable[[PyTree, dict[str, Any]], dict[str, jax.Array]]
     """(state, batch) -> weighted metric sums for one eval batch."""
     fingerprint: Callable[[PyTree], dict[str, jax.Array]]
     """state -> {"params": fps, "opt": fps}, as the train step reports them."""
+    snapshot: Callable[[PyTree], PyTree]
+    """A copy of a pytree on the device, which a later step's donation cannot overwrite."""
 
 
 def _abstract(state: nnx.State) -> nnx.State:
@@ -93,21 +125,36 @@ def make_steps(
         return jax.tree.map(lambda g: g / grad_accum, (grads, metrics))
 
     dropout_root = jax.random.key(dropout_seed)
+    leaves = len(jax.tree.leaves(parts.params.to_pure_dict()))
+    report = StepReport(metrics=(*METRICS[task], "lr", "grad_norm"), param_leaves=leaves)
 
     def fingerprint(state: PyTree) -> dict[str, jax.Array]:
         return {"params": device_fingerprints(state["params"]), "opt": device_fingerprints(state["opt"])}
 
-    def train(state: PyTree, batch: dict[str, Any]):
+    def update(state: PyTree, batch: dict[str, Any]) -> tuple[PyTree, jax.Array]:
         step = state["step"]
         grads, metrics = gradients(state["params"], state["frozen"], batch, jax.random.fold_in(dropout_root, step))
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         new = {"params": params, "frozen": state["frozen"], "opt": opt, "step": step + 1}
-        metrics = {**metrics, "lr": jnp.asarray(schedule(step), jnp.float32), "grad_norm": optax.global_norm(grads)}
-        return new, metrics, fingerprint(new)
+        metrics = {**metrics, "lr": schedule(step), "grad_norm": optax.global_norm(grads)}
+        values = jnp.stack([jnp.asarray(metrics[name], jnp.float32) for name in report.metrics])
+        return new, lax.bitcast_convert_type(values, jnp.uint32)
+
+    def train(state: PyTree, batch: dict[str, Any]) -> tuple[PyTree, jax.Array]:
+        new, metrics = update(state, batch)
+        fps = fingerprint(new)
+        return new, jnp.concatenate([metrics, fps["params"].reshape(-1), fps["opt"].reshape(-1)])
 
     def evaluate(state: PyTree, batch: dict[str, Any]) -> dict[str, jax.Array]:
         outputs = model_of(state["params"], state["frozen"])(batch["x"], train=False, key=None)
         return weighted_sums(outputs, batch, task)
 
-    return Steps(train=jax.jit(train, donate_argnums=0), evaluate=jax.jit(evaluate), fingerprint=jax.jit(fingerprint))
+    return Steps(
+        train=jax.jit(train, donate_argnums=0),
+        train_unhashed=jax.jit(update, donate_argnums=0),
+        report=report,
+        evaluate=jax.jit(evaluate),
+        fingerprint=jax.jit(fingerprint),
+        snapshot=jax.jit(lambda tree: jax.tree.map(jnp.copy, tree)),
+    )

@@ -34,19 +34,22 @@ class Experiment(SpecModel):
     """The network."""
     data: DataSpec = trajectory()
     """The data source."""
-    optimizer: OptimizerSpec = trajectory(AdamW(kind="adamw"))
+    # Default sections are made with `model_construct`: validating them here would
+    # build their validators at import, which the deferred build exists to avoid
+    # (tests/spec/test_fields.py checks that each one validates unchanged).
+    optimizer: OptimizerSpec = trajectory(AdamW.model_construct(kind="adamw"))
     """The optimizer and its schedule."""
     train: TrainSpec = trajectory()
     """Length, accumulation, cadence and precision."""
-    checkpoint: CheckpointSpec = operational(CheckpointSpec())
+    checkpoint: CheckpointSpec = operational(CheckpointSpec.model_construct())
     """Checkpoint policy."""
-    throttle: ThrottleSpec = operational(ThrottleSpec())
+    throttle: ThrottleSpec = operational(ThrottleSpec.model_construct())
     """Dispatch throttle."""
     seeds: PinnedSeeds = trajectory({})
     """Pinned seed streams by name, e.g. `data.shuffle = 1234`."""
-    determinism: DeterminismSpec = trajectory(DeterminismSpec())
+    determinism: DeterminismSpec = trajectory(DeterminismSpec.model_construct())
     """Reproducibility contract."""
-    mesh: MeshSpec = operational(MeshSpec())
+    mesh: MeshSpec = operational(MeshSpec.model_construct())
     """Device mesh."""
 
     @model_validator(mode="after")

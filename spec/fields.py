@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
+from .docstrings import attribute_docstrings
+
 __all__ = [
     "CLASS_KEY",
     "PATH_KEY",
@@ -41,6 +43,11 @@ class SpecModel(BaseModel):
     Strict mode keeps TOML's types honest (`"0.1"` is not a number, `true` is
     not an integer); NaN and infinities are refused because they can never be
     part of a reproducible experiment.
+
+    Validators are built on first use (`defer_build`): `exp plan` needs only
+    `Experiment`'s, which covers every section, instead of one per class at
+    import. The docstring under each field becomes its description, as with
+    `use_attribute_docstrings`, but read by `attribute_docstrings` (faster).
     """
 
     model_config = ConfigDict(
@@ -48,9 +55,19 @@ class SpecModel(BaseModel):
         extra="forbid",
         strict=True,
         allow_inf_nan=False,
-        use_attribute_docstrings=True,
         validate_default=False,
+        defer_build=True,
     )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # Runs once the fields exist and, the build being deferred, before any
+        # schema is built: the descriptions reach the JSON Schema.
+        super().__pydantic_init_subclass__(**kwargs)
+        docs = attribute_docstrings(cls.__module__).get(cls.__qualname__, {})
+        for name, info in cls.model_fields.items():
+            if info.description is None and name in docs:
+                info.description = docs[name]
 
 
 def _field(cls: FieldClass, default: Any, path: bool, kwargs: dict[str, Any]) -> Any:

@@ -69,7 +69,8 @@ class _Optimizer(SpecModel):
     """Weight decay: decoupled for `adamw` and `lion`, added to the gradient otherwise."""
     grad_clip_norm: float | None = trajectory(None, gt=0, le=1e9)
     """Clip the global gradient norm to this value before the update."""
-    schedule: ScheduleSpec = trajectory(Constant(kind="constant"))
+    # Not validated here, as the sections' defaults in `Experiment`.
+    schedule: ScheduleSpec = trajectory(Constant.model_construct(kind="constant"))
     """Learning-rate schedule."""
 
 

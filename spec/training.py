@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import model_validator
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from .fields import SpecModel, operational, trajectory
 from .rules import rule_error
+from .sizes import ByteSize
 from .types import NonEmptyStr
 
 __all__ = ["CheckpointSpec", "MeshSpec", "ThrottleSpec", "TrainSpec"]
@@ -69,12 +71,45 @@ class CheckpointSpec(SpecModel):
         return self
 
 
+MAX_INFLIGHT = 1024
+
+
+def _inflight(value: Any) -> Any:
+    # One error for every bad value, instead of one per member of the union below.
+    if value == "auto" or (type(value) is int and 0 < value <= MAX_INFLIGHT):
+        return value
+    raise PydanticCustomError("inflight", f'must be an integer from 1 to {MAX_INFLIGHT}, or "auto"')
+
+
+Inflight = Annotated[
+    Annotated[int, Field(gt=0, le=MAX_INFLIGHT)] | Literal["auto"],
+    BeforeValidator(_inflight),
+]
+
+
 class ThrottleSpec(SpecModel):
     """Bounds on asynchronous dispatch."""
 
-    max_inflight: int = operational(2, gt=0, le=1024)
+    max_inflight: Inflight = operational(2)
     """Steps dispatched to the device but not yet finished; the loop blocks on the
-    oldest beyond this (as Tunix's `max_inflight_computations`)."""
+    oldest beyond this (as Tunix's `max_inflight_computations`). `"auto"` chooses
+    it when the run starts, from the compiled train step's memory analysis and
+    `memory_budget`."""
+    memory_budget: ByteSize | None = operational(None)
+    """Memory the in-flight steps may use with `max_inflight = "auto"`: bytes, or a
+    string such as "8GiB" or "500MB". Unset: 90% of the accelerator's memory, or
+    half of the host's available memory on CPU."""
+
+    @model_validator(mode="after")
+    def _budget_needs_auto(self) -> ThrottleSpec:
+        if self.memory_budget is not None and self.max_inflight != "auto":
+            raise rule_error(
+                "memory_budget",
+                f'is only used with max_inflight = "auto" (max_inflight is {self.max_inflight}); '
+                'remove it or set throttle.max_inflight = "auto"',
+                got=self.memory_budget,
+            )
+        return self
 
 
 class MeshSpec(SpecModel):

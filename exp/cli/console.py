@@ -49,6 +49,11 @@ class _Terminal:
 
 def say(text: str) -> None:
     """A plain line for people (no markup interpretation of file names)."""
+    if text.isprintable():
+        # The bytes rich would write; importing rich would cost `exp validate`
+        # more than validating does. Tabs and control characters go through rich.
+        _Terminal().write(text + "\n")
+        return
     stderr().print(text, markup=False)
 
 

@@ -60,6 +60,26 @@ def _seed_tree(plan: Plan) -> Tree:
     return tree
 
 
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def _throttle(plan: Plan) -> str:
+    throttle = plan.throttle
+    if throttle.max_inflight != "auto":
+        return f"at most {throttle.max_inflight} steps in flight"
+    budget = throttle.memory_budget
+    within = (
+        "budget 90% of device memory (half the available memory on CPU)"
+        if budget is None
+        else f"budget {_size(budget)}"
+    )
+    return f"auto: steps in flight chosen from the compiled step's memory analysis, {within}"
+
+
 def _summary(plan: Plan) -> list[str]:
     ck, det = plan.checkpoint, plan.determinism
     if ck.enabled:
@@ -79,7 +99,7 @@ def _summary(plan: Plan) -> list[str]:
         f"spec         {plan.fingerprints.spec}",
         f"steps        {plan.spec.train.steps}",
         f"checkpoint   {checkpoint}",
-        f"throttle     at most {plan.throttle.max_inflight} steps in flight",
+        f"throttle     {_throttle(plan)}",
         f"contract     {det.contract}: {det.promise}",
     ]
 

@@ -44,6 +44,8 @@ def test_operational_change_keeps_the_trajectory():
         "train.eval_every=3",
         "checkpoint.every_steps=5",
         "throttle.max_inflight=8",
+        'throttle.max_inflight="auto"',
+        'throttle={max_inflight="auto", memory_budget="1GiB"}',
         'name="other"',
         "train.ledger_every=4",
         "checkpoint.async=false",
@@ -53,6 +55,14 @@ def test_operational_change_keeps_the_trajectory():
 )
 def test_every_operational_field_keeps_the_trajectory(override):
     assert fingerprints(override).trajectory == fingerprints().trajectory
+
+
+def test_auto_throttle_resolves_the_budget_to_bytes():
+    plan = plan_spec(DIGITS, ['throttle={max_inflight="auto", memory_budget="1.5GiB"}'])
+    assert plan.to_dict()["throttle"] == {"max_inflight": "auto", "memory_budget": 3 * 2**29}
+    assert plan.spec.throttle.memory_budget == "1.5GiB"  # the spec keeps what was written
+    assert Plan.from_json(plan.to_json()) == plan
+    assert plan_spec(DIGITS).to_dict()["throttle"] == {"max_inflight": 2, "memory_budget": None}
 
 
 @pytest.mark.parametrize(

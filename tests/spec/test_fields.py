@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from exp.spec import Experiment, field_class, load_spec
 from exp.spec.fields import is_path_field
@@ -82,3 +82,17 @@ def test_experiment_is_frozen():
     with pytest.raises(ValidationError):
         experiment.seed = 3  # type: ignore[misc]
     assert isinstance(experiment.model.hidden, tuple)
+
+
+SECTION_DEFAULTS = [(p, i, o) for p, i, o in ALL_FIELDS if isinstance(i.default, BaseModel)]
+
+
+@pytest.mark.parametrize(
+    "info", [i for _, i, _ in SECTION_DEFAULTS], ids=[".".join(p) + f"@{o.__name__}" for p, _, o in SECTION_DEFAULTS]
+)
+def test_section_defaults_validate_unchanged(info):
+    # They are made with `model_construct` (no validator built at import), so they
+    # must be exactly what validating them gives.
+    default = info.default
+    again = type(default).model_validate(default.model_dump(mode="json", by_alias=True))
+    assert again == default and again.model_dump() == default.model_dump()

@@ -1,0 +1,139 @@
+"""Every benchmark of issue P1..P11 in one run: a table on stdout and the figures as JSON.
+
+    python bench/run.py --quick          # under 5 minutes on 2 CPU cores
+    python bench/run.py                  # longer windows, more repeats
+    python bench/run.py --only P1,P3     # a subset
+
+Each figure is a ratio of two medians measured side by side in this run (see
+the module of each benchmark for what exactly is timed). The JSON goes to
+`--json` (default: bench/results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import checkpoint_stall  # noqa: E402
+import hash_speed  # noqa: E402
+import resume_start  # noqa: E402
+import throttle_sweep  # noqa: E402
+import throughput  # noqa: E402
+from common import ROOT, Row, at_most  # noqa: E402
+
+
+def _script_json(script: str, *args: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, "--json", str(out)], check=True)
+        return json.loads(out.read_text())
+
+
+def audit_cost(quick: bool, repeats: int) -> list[Row]:
+    """P6, by bench/audit_cost.py: `exp audit` of N steps against one `exp run` of N steps."""
+    steps = 40 if quick else 100
+    row = _script_json("audit_cost.py", "--steps", str(steps), "--repeats", str(repeats))
+    target, met = at_most(row["ratio"], 2.5)
+    notes = {"steps": steps, "repeats": repeats}
+    audit, plain = row["audit_s"], row["plain_run_s"]
+    return [Row("P6", "exp audit vs one exp run", audit, plain, "s", row["ratio"], target, met, notes)]
+
+
+def cli_startup(repeats: int) -> list[Row]:
+    """P8, by bench/cli_startup.py: JAX-free commands against `python -c "import jax"`."""
+    rows = _script_json("cli_startup.py", "--repeats", str(repeats))["rows"]
+    base = rows["import jax"]["median_s"]
+    out = []
+    for name in ("exp --help", "exp plan --json", "exp validate"):
+        value = rows[name]["median_s"]
+        target, met = at_most(value / base, 0.3)
+        out.append(Row("P8", name, value, base, "s", value / base, target, met if name != "exp validate" else None))
+    return out
+
+
+def benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
+    r = 2 if quick else 3
+    return {
+        "P1": lambda: throughput.measure_training(quick, r),  # with P2, P5 and P9
+        "P3": lambda: checkpoint_stall.measure(r),
+        "P4": lambda: hash_speed.measure(5),
+        "P6": lambda: audit_cost(quick, r),
+        "P7": lambda: resume_start.measure(3 if quick else 5),
+        "P8": lambda: cli_startup(5 if quick else 9),
+        "P10": lambda: throttle_sweep.measure(1 if quick else 2),
+        "P11": lambda: throughput.measure_long_run(quick),
+    }
+
+
+GROUPS = {"P2": "P1", "P5": "P1", "P9": "P1"}
+"""Figures measured by another benchmark's runs."""
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "bytes":
+        return f"{value / 2**20:.0f} MiB"
+    if unit == "bytes/s":
+        return f"{value / 1e9:.2f} GB/s"
+    if unit == "s/step":
+        return f"{value * 1e3:.3f} ms"
+    if unit == "s":
+        return f"{value:.3f} s"
+    return f"{value:.1f} {unit}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'id':<4} {'measure':<48} {'value':>12} {'baseline':>12} {'ratio':>7}  {'target':<7} met"]
+    for row in rows:
+        met = {True: "yes", False: "NO", None: "-"}[row.met]
+        lines.append(
+            f"{row.id:<4} {row.measure:<48} {_fmt(row.value, row.unit):>12} {_fmt(row.baseline, row.unit):>12} "
+            f"{row.ratio:>7.3f}  {row.target:<7} {met}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short windows and few repeats (< 5 min on 2 cores)")
+    parser.add_argument("--only", help="comma-separated ids, e.g. P1,P3 (P2, P5 and P9 come with P1)")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args()
+    available = benchmarks(args.quick)
+    wanted = [GROUPS.get(i, i) for i in (args.only.split(",") if args.only else available)]
+    unknown = sorted(set(wanted) - set(available))
+    if unknown:
+        parser.error(f"unknown benchmark id(s): {', '.join(unknown)}")
+    rows: list[Row] = []
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    for name in dict.fromkeys(wanted):
+        began = time.perf_counter()
+        rows.extend(available[name]())
+        seconds[name] = time.perf_counter() - began
+        print(f"[{name} done in {seconds[name]:.0f} s]", file=sys.stderr, flush=True)
+    rows.sort(key=lambda row: int(row.id[1:]))
+    print(table(rows))
+    total = time.perf_counter() - start
+    print(f"\n{len(rows)} figures in {total:.0f} s ({'quick' if args.quick else 'full'})")
+    report = {
+        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+        "mode": "quick" if args.quick else "full",
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
+        "seconds": {"total": total, **seconds},
+        "rows": [row.to_dict() for row in rows],
+    }
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

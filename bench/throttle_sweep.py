@@ -1,0 +1,45 @@
+"""P10: steps/s and peak memory of the digits run for several `throttle.max_inflight` values.
+
+On CPU the device's memory is the host's, so the process's peak RSS covers
+both. "unbounded" is the spec's ceiling, 1024 steps in flight. The `auto` row
+shows the K the runtime chose from the compiled step's memory analysis.
+"""
+
+from __future__ import annotations
+
+import json
+
+from common import DIGITS, Row, exp_run, median, rate_between, scratch, train_records
+
+SETTINGS = {"1": "1", "2 (default)": "2", "4": "4", "8": "8", "unbounded": "1024", "auto": '"auto"'}
+FIRST, LAST = 200, 1500
+
+
+def _chosen(run_dir) -> int | None:
+    events = map(json.loads, (run_dir / "events.jsonl").read_text().splitlines())
+    return next((e["max_inflight"] for e in events if e["event"] == "throttle"), None)
+
+
+def measure(repeats: int) -> list[Row]:
+    rates: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    rss: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    chosen = None
+    with scratch("throttle") as work:
+        for i in range(repeats):
+            for name, value in SETTINGS.items():
+                run_dir = work / f"{i}-{value.strip(chr(34))}"
+                overrides = [f"train.steps={LAST}", "train.eval_every=0", f"throttle.max_inflight={value}"]
+                proc = exp_run(DIGITS, run_dir, *overrides)
+                rates[name].append(rate_between(train_records(run_dir), FIRST, LAST))
+                rss[name].append(proc.peak_rss_bytes)
+                if name == "auto":
+                    chosen = _chosen(run_dir)
+    base = median(rates["2 (default)"])
+    rows = []
+    for name in SETTINGS:
+        r = median(rates[name])
+        notes = {"peak_rss_bytes": median(rss[name]), "window": f"({FIRST}, {LAST}]"}
+        if name == "auto":
+            notes["chosen_max_inflight"] = chosen
+        rows.append(Row("P10", f"max_inflight {name}", r, base, "steps/s", r / base, "table", None, notes))
+    return rows
