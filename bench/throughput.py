@@ -54,7 +54,7 @@ def workloads(quick: bool) -> list[Workload]:
         Workload("digits MLP", DIGITS, 200, 2000 if quick else 5000, 10),
         # About 8 steps/s on 2 cores: the quick window is short but still covers
         # the steady state (a checkpoint at step 100 falls in the full one).
-        Workload("char transformer", TRANSFORMER, 10, 50 if quick else 250, 5),
+        Workload("char transformer", TRANSFORMER, 5, 30 if quick else 250, 5),
     ]
 
 
