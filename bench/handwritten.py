@@ -45,7 +45,7 @@ class HandwrittenLoop:
         from exp.runtime.data import build_data
         from exp.runtime.models import build_model
         from exp.runtime.objectives import loss_and_metrics
-        from exp.runtime.optim import build_optimizer, build_schedule
+        from exp.runtime.optim import build_optimizer
 
         s = plan.spec
         data = build_data(s.data, plan.seeds, spec.parent)
@@ -54,7 +54,6 @@ class HandwrittenLoop:
         )
         graphdef, params = nnx.split(model)
         tx = build_optimizer(s.optimizer)
-        build_schedule(s.optimizer.schedule, s.optimizer.learning_rate)  # same work as the runtime's build
         task, root = data.info.task, jax.random.key(plan.seeds["dropout"])
 
         def train_step(params: Any, opt_state: Any, batch: dict[str, Any], step: jax.Array):

@@ -27,6 +27,11 @@ from .throttle import choose_inflight
 __all__ = ["Session"]
 
 
+def _compilations(comps: Components) -> int:
+    """Train-step compilations in this process; the unhashed variant counts when `ledger_every` used it."""
+    return comps.steps.train._cache_size() + comps.steps.train_unhashed._cache_size()
+
+
 class Session:
     """Holds the run directory for one process (a context manager)."""
 
@@ -141,7 +146,7 @@ class Session:
             self.event("error", error=str(err))
             raise
         if point is not None and point.step >= total and self.previous is not None and not point.rejected:
-            compiled = comps.steps.train._cache_size()
+            compiled = _compilations(comps)
             return RunResult("complete", rundir.root, point.step, total, point.meta["full_hash"], None, compiled)
         attempt = sum(1 for e in read_jsonl(rundir.events) if e.get("event") in ("start", "resume"))
         if self.lock.previous and self.lock.previous.get("pid"):
@@ -188,6 +193,6 @@ class Session:
             total,
             digest,
             result.eval_metrics,
-            comps.steps.train._cache_size(),
+            _compilations(comps),
             result.signal,
         )

@@ -18,6 +18,7 @@ def test_steps_the_ledger_skips_train_to_the_same_bits(tmp_path):
     every = run_json(*ARGS, "--run-dir", str(tmp_path / "every"))
     sparse = run_json(*ARGS, "train.ledger_every=4", "--run-dir", str(tmp_path / "sparse"))
     assert sparse["full_hash"] == every["full_hash"]
+    assert (every["compilations"], sparse["compilations"]) == (1, 2)  # the unhashed step only where used
     full, thin = ledger(tmp_path / "every"), ledger(tmp_path / "sparse")
     assert sorted(thin) == [0, 4, 8, 10]  # the initial state, the multiples of 4, the last step
     assert thin == {step: full[step] for step in thin}
