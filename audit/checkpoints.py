@@ -2,7 +2,8 @@
 
 An audit inspects evidence, so opening a run directory must never create,
 clean up or delete anything there: the manager is opened read-only. States are
-restored without a target, because the audit has no model to build one from;
+restored without a target, because the audit has no model to build one from
+(onto one local device when the saving mesh is not there);
 the canonical hash is invariant to that (lists come back as dicts keyed "0",
 "1", ...), which lets every read be checked against the hash recorded at save
 time. That check is what catches flipped bytes: Orbax stores raw array chunks
@@ -102,7 +103,12 @@ def read_checkpoint(directory: Path, step: int) -> SavedCheckpoint:
         with _manager(directory) as manager:
             if step not in manager.all_steps():
                 raise CheckpointUnreadable(step, f"no finished checkpoint for step {step} in {directory}")
-            args = ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+            # A checkpoint saved on a mesh this process does not have (8 devices, read
+            # on 1) lands whole on one local device instead.
+            local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            args = ocp.args.Composite(
+                state=ocp.args.StandardRestore(fallback_sharding=local), meta=ocp.args.JsonRestore()
+            )
             restored = manager.restore(step, args=args)
             state, meta = restored.state, restored.meta
     except CheckpointUnreadable:

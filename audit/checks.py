@@ -200,6 +200,20 @@ def audit_segment(
     original, rerun = read_ledger(Path(run_dir)), read_ledger(segment)
     window = {s: r for s, r in original.steps.items() if start < s <= end}
     comparison = compare(original, window, rerun.steps)
+    environment = environment_difference(Path(run_dir), segment)
+    if environment:  # another mesh or device count: measured, not judged
+        from .across import cross_environment_result
+
+        return cross_environment_result(
+            "segment",
+            str(run_dir),
+            plan.name,
+            comparison,
+            environment,
+            (source, segment / "checkpoints"),
+            end,
+            time.perf_counter() - t0,
+        )
     result = _result("segment", target, plan, comparison, time.perf_counter() - t0)
     result.target = str(run_dir)
     result.details.update({"segment": [start, end]})

@@ -1,6 +1,6 @@
-"""Every benchmark of issue P1..P11 in one run: a table on stdout and the figures as JSON.
+"""Every benchmark of issue P1..P13 in one run: a table on stdout and the figures as JSON.
 
-    python bench/run.py --quick          # under 5 minutes on 2 CPU cores
+    python bench/run.py --quick          # under 7 minutes on 2 CPU cores
     python bench/run.py                  # longer windows, more repeats
     python bench/run.py --only P1,P3     # a subset
 
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import checkpoint_stall  # noqa: E402
 import hash_speed  # noqa: E402
 import resume_start  # noqa: E402
+import scale_out  # noqa: E402
 import throttle_sweep  # noqa: E402
 import throughput  # noqa: E402
 from common import ROOT, Row, at_most  # noqa: E402
@@ -72,6 +73,8 @@ def benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
         "P8": lambda: cli_startup(5 if quick else 9),
         "P10": lambda: throttle_sweep.measure(1 if quick else 2),
         "P11": lambda: throughput.measure_long_run(quick),
+        "P12": lambda: scale_out.measure_devices(quick, r),
+        "P13": lambda: scale_out.measure_checkpoints(r),
     }
 
 
@@ -104,7 +107,7 @@ def table(rows: list[Row]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short windows and few repeats (< 5 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="short windows and few repeats (< 7 min on 2 cores)")
     parser.add_argument("--only", help="comma-separated ids, e.g. P1,P3 (P2, P5 and P9 come with P1)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args()

@@ -7,6 +7,7 @@ from .canonical import canonical_json, digest
 from .classes import field_classes, trajectory_view
 from .compile import compile_spec, plan_spec, resolve_spec
 from .determinism import DeterminismPlan
+from .mesh import MeshError, MeshPlan
 from .plan import FORMAT, Fingerprints, Plan, PlanError, PlanSource
 from .policies import CheckpointPolicy, ThrottlePlan
 from .seeds import derive_seed, derive_seeds
@@ -16,6 +17,8 @@ __all__ = [
     "CheckpointPolicy",
     "DeterminismPlan",
     "Fingerprints",
+    "MeshError",
+    "MeshPlan",
     "Plan",
     "PlanError",
     "PlanSource",

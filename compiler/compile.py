@@ -13,6 +13,7 @@ from exp.spec.optimizer import Cosine, Linear
 from .canonical import digest
 from .classes import field_classes, trajectory_view
 from .determinism import resolve_determinism
+from .mesh import resolve_mesh_plan
 from .plan import FORMAT, Fingerprints, Plan, PlanError, PlanSource
 from .policies import resolve_checkpoint, resolve_throttle
 from .seeds import derive_seeds
@@ -78,6 +79,7 @@ def assemble(experiment: Experiment, source: PlanSource, sources: dict[str, str]
         seeds=seeds,
         checkpoint=resolve_checkpoint(experiment),
         throttle=resolve_throttle(experiment),
+        mesh=resolve_mesh_plan(experiment),
         determinism=determinism,
         fields=classes,
         fingerprints=fingerprints,

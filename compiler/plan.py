@@ -11,6 +11,7 @@ from exp.spec import Experiment, FieldClass, Problem, SpecError
 
 from .canonical import canonical_json
 from .determinism import DeterminismPlan
+from .mesh import MeshPlan
 from .policies import CheckpointPolicy, ThrottlePlan
 
 __all__ = ["FORMAT", "Fingerprints", "Plan", "PlanError", "PlanSource"]
@@ -63,6 +64,8 @@ class Plan(_Frozen):
     """The seed tree: stream name -> seed."""
     checkpoint: CheckpointPolicy
     throttle: ThrottlePlan
+    mesh: MeshPlan
+    """Device axes; sizes of -1 are resolved by the runtime, which sees the devices."""
     determinism: DeterminismPlan
     fields: dict[str, FieldClass]
     """Every resolved spec field (dotted) -> trajectory or operational."""

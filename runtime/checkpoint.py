@@ -22,6 +22,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from exp.compiler import CheckpointPolicy
 
+from .cluster import SINGLE, Cluster, barrier
 from .types import PyTree
 
 __all__ = ["COMMIT_MARKER", "Checkpointer", "abstract_like"]
@@ -41,10 +42,20 @@ def abstract_like(tree: PyTree) -> PyTree:
 class Checkpointer:
     """Saves and restores `{"state": pytree, "meta": json}` per step."""
 
-    def __init__(self, directory: Path, policy: CheckpointPolicy, total_steps: int, quarantine: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        policy: CheckpointPolicy,
+        total_steps: int,
+        quarantine: Path,
+        cluster: Cluster = SINGLE,
+    ) -> None:
         self.directory = directory.absolute()
         self.quarantine = quarantine
-        self.tidied = self._tidy()
+        self.cluster = cluster
+        # One process moves folders; the others list them only once it is done.
+        self.tidied = self._tidy() if cluster.primary else []
+        barrier(cluster, "checkpoints-tidied")
         self.every_steps, self.total_steps = policy.every_steps, total_steps
         decide = policies.AnySavePolicy(
             [policies.FixedIntervalPolicy(policy.every_steps), policies.SpecificStepsPolicy([total_steps])]
@@ -87,9 +98,12 @@ class Checkpointer:
         shutil.move(str(folder), str(target))
         return target
 
-    def set_aside(self, step: int, why: str) -> Path:
-        """Move a checkpoint out of Orbax's sight (kept for inspection, never deleted)."""
-        target = self._move(self.directory / str(step), why)
+    def set_aside(self, step: int, why: str) -> Path | None:
+        """Move a checkpoint out of Orbax's sight (kept for inspection, never deleted).
+
+        Every process of a cluster calls it; the primary alone moves the folder."""
+        target = self._move(self.directory / str(step), why) if self.cluster.primary else None
+        barrier(self.cluster, f"set-aside-{step}")
         self.manager.reload()
         return target
 

@@ -8,11 +8,13 @@ __all__ = ["input_error"]
 def input_error(err: BaseException) -> str | None:
     """A one-line message when `err` means bad input (data or model that cannot be
     built as specified), else None."""
+    from exp.compiler import MeshError
     from exp.spec import ImportNotAllowed
 
+    from .cluster import ClusterError
     from .data import DataError
     from .models import ModelError
 
-    if isinstance(err, DataError | ModelError | ImportNotAllowed):
+    if isinstance(err, DataError | ModelError | ImportNotAllowed | MeshError | ClusterError):
         return str(err)
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from .errors import input_error
 from .rundir import RunDir, RunRefused
 from .signals import PreemptionGuard
 
-__all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "enable_compilation_cache", "execute"]
+__all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "enable_compilation_cache", "execute", "first_missing"]
 
 Outcome = Literal["finished", "stopped", "preempted", "complete"]
 
@@ -76,7 +77,7 @@ def enable_compilation_cache(path: Path | None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _first_missing(path: Path) -> Path | None:
+def first_missing(path: Path) -> Path | None:
     """The outermost folder of `path` that does not exist yet (what mkdir -p creates)."""
     missing = None
     for folder in (path, *path.parents):
@@ -99,16 +100,22 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
         previous = rundir.check_continuable(plan)  # before anything is written
         apply_determinism(plan.determinism)
         enable_compilation_cache(options.compilation_cache)
+        from .cluster import join_cluster
 
-        from .quiet import NativeStderrToFile, background_errors_captured
+        cluster = join_cluster()  # before any computation: JAX's devices are the cluster's from here on
+        guard.reclaim()
+
+        from .quiet import NativeStderrToFile, NativeStdoutToFile, background_errors_captured
         from .session import Session  # imports JAX, after the settings are in place
 
-        created = _first_missing(rundir.root.absolute())
+        created = first_missing(rundir.root.absolute()) if cluster.primary else None
         rundir.root.mkdir(parents=True, exist_ok=True)
+        log = rundir.root / cluster.own("stderr.log")
         try:
             with (
-                NativeStderrToFile(rundir.root / "stderr.log"),
-                Session(plan, rundir, options, previous, guard) as session,
+                NativeStdoutToFile(log) if cluster.joined else nullcontext(),
+                NativeStderrToFile(log),
+                Session(plan, rundir, options, previous, guard, cluster) as session,
                 background_errors_captured(session.background),
             ):
                 return session.run()

@@ -22,6 +22,7 @@ from exp.compiler import Plan
 
 from .build import Components, saved_part
 from .checkpoint import Checkpointer
+from .cluster import agree_any
 from .hashing import combine_fingerprints, full_hash, leaf_paths
 from .progress import ProgressReport
 from .records import JsonLines
@@ -30,6 +31,13 @@ from .signals import PreemptionGuard
 __all__ = ["LoopResult", "Recorders", "train_loop"]
 
 Status = Literal["finished", "stopped", "preempted"]
+
+AGREE_EVERY = 10
+"""In a cluster, how often (in steps) the processes agree whether any was asked to stop.
+
+Every process must stop after the same step, or the others would wait in a
+collective for ever; agreeing is itself a collective that waits for the steps
+in flight, so it is not done every step."""
 
 
 @dataclass
@@ -105,6 +113,15 @@ class _Loop:
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exp-checkpoint-hash")
         self._last_time = time.perf_counter()
         self._last_step = 0
+        self.cluster = comps.layout.cluster
+
+    def stop_requested(self, step: int) -> str | None:
+        """The signal that asks this run to stop after `step`, if any (agreed across a cluster)."""
+        if not self.cluster.multi:
+            return self.guard.requested
+        if step % AGREE_EVERY or not agree_any(self.cluster, self.guard.requested is not None):
+            return None
+        return self.guard.requested or "SIGTERM (to another process)"
 
     # -- records ---------------------------------------------------------
     def retire(self) -> None:
@@ -157,19 +174,30 @@ class _Loop:
             return
         self.write_snapshot(wait=True)  # one save at a time, in step order
         copy = self.comps.steps.snapshot(saved_part(state, self.plan.checkpoint.save))
+        if self.cluster.multi:
+            # Hashing gathers the copy with a collective, which every process must
+            # issue at the same point of its program: here, not on a worker thread.
+            began = time.perf_counter()
+            digest: Future[str] = Future()
+            digest.set_result(full_hash(self.comps.layout.to_host(copy)))
+            self.snapshot = (step, copy, force, digest)
+            self.write_snapshot(wait=True, began=began)
+            return
         self.snapshot = (step, copy, force, self.hasher.submit(_hash_when_ready, copy))
         if force:
             self.write_snapshot(wait=True)
 
-    def write_snapshot(self, *, wait: bool) -> None:
-        """Hand the pending copy to Orbax if its hash is ready (or, with `wait`, once it is)."""
+    def write_snapshot(self, *, wait: bool, began: float | None = None) -> None:
+        """Hand the pending copy to Orbax if its hash is ready (or, with `wait`, once it is).
+
+        `began`: when the loop started waiting on this save, if before this call."""
         if self.snapshot is None or self.checkpointer is None:
             return
         step, copy, force, digest_future = self.snapshot
         if not wait and not digest_future.done():
             return
         self.snapshot = None
-        began = time.perf_counter()
+        began = time.perf_counter() if began is None else began
         digest = digest_future.result()
         meta = {
             "step": step,
@@ -217,7 +245,7 @@ class _Loop:
                 "attempt": self.attempt,
             }
         )
-        if self.guard.requested:  # asked to stop before the first step: nothing new to save
+        if self.guard.requested and not self.cluster.multi:  # asked to stop before the first step
             return LoopResult("preempted", start, state, None, self.guard.requested)
         if start == 0:  # the initial state, so a difference in initialisation shows as step 0
             fps = jax.device_get(steps.fingerprint(state))
@@ -237,13 +265,14 @@ class _Loop:
             if self.eval_every and step % self.eval_every == 0 and step < self.total:
                 self.drain()
                 self.evaluate(state, step)
-            if self.guard.requested:
+            stop = self.stop_requested(step)
+            if stop:
                 self.drain()
                 self.write_snapshot(wait=True)
                 if self.plan.checkpoint.on_preemption:
                     self.save(state, step, force=True)
                 self.record_commits(wait=True)
-                return LoopResult("preempted", step, state, self.eval_metrics, self.guard.requested)
+                return LoopResult("preempted", step, state, self.eval_metrics, stop)
             if self.checkpointer is not None and (step == end or self.checkpointer.due(step)):
                 if step == end:
                     self.drain()

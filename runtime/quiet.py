@@ -116,3 +116,31 @@ class NativeStderrToFile:
         sys.stderr, _TERMINAL = self._saved, None
         os.dup2(self._real, 2)
         os.close(self._real)
+
+
+class NativeStdoutToFile:
+    """While a cluster run is live, fd 1 goes to the process's log file.
+
+    Gloo prints its connection notes on fd 1, where `exp run --json` writes its
+    result; the result is written after the run, once fd 1 is restored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._real: int | None = None
+
+    def __enter__(self) -> NativeStdoutToFile:
+        sys.stdout.flush()
+        self._real = os.dup(1)
+        log = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.close(log)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._real is None:
+            return
+        sys.stdout.flush()
+        os.dup2(self._real, 1)
+        os.close(self._real)
+        self._real = None

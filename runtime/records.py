@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["JsonLines", "RunLock", "RunLocked", "iter_jsonl", "read_jsonl", "repair_tail"]
+__all__ = ["Discard", "JsonLines", "RunLock", "RunLocked", "iter_jsonl", "read_jsonl", "repair_tail"]
 
 
 def repair_tail(path: Path) -> int:
@@ -84,6 +84,18 @@ class JsonLines:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+class Discard(JsonLines):
+    """A record file this process does not keep: in a cluster, process 0 alone
+    writes the run's shared events and metrics."""
+
+    def __init__(self) -> None:
+        self.path = Path(os.devnull)
+        self._handle = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
 
 
 class RunLocked(RuntimeError):

@@ -60,7 +60,7 @@ def _restore_verified(checkpointer: Checkpointer, comps: Components, step: int) 
         restored, _ = checkpointer.restore(step, saved_part(comps.state, meta.get("save", "full")))
     except Exception as err:  # Orbax and TensorStore raise plain exceptions for unreadable bytes
         raise _Rejected(f"cannot be read: {(str(err).splitlines() or [type(err).__name__])[0][:200]}") from err
-    digest = full_hash(restored)
+    digest = full_hash(comps.layout.to_host(restored))
     if digest != meta.get("full_hash"):
         raise _Rejected(f"restores to hash {digest[:12]}, but {str(meta.get('full_hash'))[:12]} was recorded")
     return meta, {**comps.state, **restored}

@@ -7,18 +7,17 @@ import time
 import traceback
 from typing import Any
 
-import jax
-
 from exp.compiler import Plan
 
 from .build import Components, build_components, saved_part
 from .checkpoint import Checkpointer
+from .cluster import Cluster
 from .environment import environment_class
 from .hashing import full_hash
 from .launch import RunFailed, RunOptions, RunResult
 from .loop import Recorders, train_loop
 from .progress import ProgressReport
-from .records import JsonLines, RunLock, read_jsonl
+from .records import Discard, JsonLines, RunLock, read_jsonl
 from .resume import ResumePoint, check_identity, find_resume_point
 from .rundir import RunDir, RunRefused, operational_changes, write_json_atomic
 from .signals import PreemptionGuard
@@ -36,10 +35,17 @@ class Session:
     """Holds the run directory for one process (a context manager)."""
 
     def __init__(
-        self, plan: Plan, rundir: RunDir, options: RunOptions, previous: Plan | None, guard: PreemptionGuard
+        self,
+        plan: Plan,
+        rundir: RunDir,
+        options: RunOptions,
+        previous: Plan | None,
+        guard: PreemptionGuard,
+        cluster: Cluster,
     ) -> None:
         self.plan, self.rundir, self.options, self.previous, self.guard = plan, rundir, options, previous, guard
-        self.lock = RunLock(rundir.lock)
+        self.cluster = cluster
+        self.lock = RunLock(rundir.root / cluster.own(rundir.lock.name))
         self.recorders: Recorders | None = None
         self.checkpointer: Checkpointer | None = None
         self.background: list[str] = []
@@ -71,8 +77,10 @@ class Session:
         self.recorders.events.write({"event": name, "time": time.time(), **fields})
 
     def _record_setup(self, env: dict[str, Any]) -> list[str]:
-        """plan.json and env.json; the differences from the recorded ones."""
-        notes = []
+        """plan.json and env.json (the primary process writes them); the differences from the recorded ones."""
+        notes: list[str] = []
+        if not self.cluster.primary:
+            return notes
         changes = operational_changes(self.previous, self.plan) if self.previous else {}
         if self.previous is None or changes or self.previous.source != self.plan.source:
             write_json_atomic(self.rundir.plan, self.plan.to_dict())
@@ -121,7 +129,7 @@ class Session:
             return throttle.max_inflight
         # The batch the loop starts with: the step analysed is the one the loop runs.
         batch = comps.place_batch(comps.data.train_batch(start))
-        device = comps.mesh.devices.flat[0]
+        device = comps.layout.mesh.local_devices[0]
         choice = choose_inflight(comps.steps.train, state, batch, throttle.memory_budget, device)
         self.event("throttle", step=start, **choice.record())
         progress.note(choice.reason)
@@ -131,14 +139,23 @@ class Session:
     def run(self) -> RunResult:
         plan, options, rundir = self.plan, self.options, self.rundir
         total = plan.spec.train.steps
-        comps = build_components(plan, options.spec_dir, options.allow_imports)
+        # Counted before any process of a cluster can record this attempt's start.
+        attempt = sum(1 for e in read_jsonl(rundir.events) if e.get("event") in ("start", "resume"))
+        comps = build_components(plan, options.spec_dir, options.allow_imports, self.cluster)
         if plan.checkpoint.enabled:
             self.checkpointer = Checkpointer(
-                rundir.checkpoints(plan, options.spec_dir), plan.checkpoint, total, rundir.root / "rejected"
+                rundir.checkpoints(plan, options.spec_dir),
+                plan.checkpoint,
+                total,
+                rundir.root / "rejected",
+                self.cluster,
             )
             check_identity(self.checkpointer, plan, comps, str(rundir.root))  # may refuse: nothing written yet
+        shared = self.cluster.primary
         self.recorders = Recorders(
-            ledger=JsonLines(rundir.ledger), metrics=JsonLines(rundir.metrics), events=JsonLines(rundir.events)
+            ledger=JsonLines(rundir.root / self.cluster.own(rundir.ledger.name)),
+            metrics=JsonLines(rundir.metrics) if shared else Discard(),
+            events=JsonLines(rundir.events) if shared else Discard(),
         )
         try:
             point = find_resume_point(self.checkpointer, comps) if self.checkpointer else None
@@ -148,10 +165,9 @@ class Session:
         if point is not None and point.step >= total and self.previous is not None and not point.rejected:
             compiled = _compilations(comps)
             return RunResult("complete", rundir.root, point.step, total, point.meta["full_hash"], None, compiled)
-        attempt = sum(1 for e in read_jsonl(rundir.events) if e.get("event") in ("start", "resume"))
         if self.lock.previous and self.lock.previous.get("pid"):
             self.event("lock_takeover", previous=self.lock.previous)
-        notes = self._record_setup(environment_class(dict(comps.mesh.shape)))
+        notes = self._record_setup(environment_class(dict(comps.layout.sizes)))
         if self.checkpointer is not None:
             self._set_aside(point)
 
@@ -160,6 +176,7 @@ class Session:
             progress.note(note)
         try:
             state, start = self._begin(comps, point, attempt, progress)
+            self.event("layout", step=start, **comps.layout.record(state))
             max_inflight = self._max_inflight(comps, state, start, progress)
             result = train_loop(
                 plan,
@@ -174,7 +191,7 @@ class Session:
                 attempt=attempt,
                 max_inflight=max_inflight,
             )
-            digest = full_hash(jax.device_get(saved_part(result.state, plan.checkpoint.save)))
+            digest = full_hash(comps.layout.to_host(saved_part(result.state, plan.checkpoint.save)))
         except Exception as err:
             self.event(
                 "error",

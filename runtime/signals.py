@@ -33,6 +33,12 @@ class PreemptionGuard:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
+    def reclaim(self) -> None:
+        """Take the signals back from a library that installed its own handlers:
+        `jax.distributed.initialize` starts a preemption notifier that swallows SIGTERM."""
+        for sig in self._previous:
+            signal.signal(sig, self._handle)
+
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]

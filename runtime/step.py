@@ -88,8 +88,15 @@ def make_steps(
     task: str,
     dropout_seed: int,
     grad_accum: int,
+    state_shardings: PyTree,
+    replicated: jax.sharding.Sharding,
 ) -> Steps:
-    """Compile-once train and eval steps for one run."""
+    """Compile-once train and eval steps for one run.
+
+    The new state keeps the layout of the old (`state_shardings`), so every step
+    takes what the last one returned and compiles once; reports, fingerprints
+    and eval sums are replicated, so every process of a cluster can read them.
+    """
     params_template, frozen_template = _abstract(parts.params), _abstract(parts.frozen)
 
     def model_of(params: PyTree, frozen: PyTree) -> nnx.Module:
@@ -150,11 +157,12 @@ def make_steps(
         outputs = model_of(state["params"], state["frozen"])(batch["x"], train=False, key=None)
         return weighted_sums(outputs, batch, task)
 
+    out = (state_shardings, replicated)
     return Steps(
-        train=jax.jit(train, donate_argnums=0),
-        train_unhashed=jax.jit(update, donate_argnums=0),
+        train=jax.jit(train, donate_argnums=0, out_shardings=out),
+        train_unhashed=jax.jit(update, donate_argnums=0, out_shardings=out),
         report=report,
-        evaluate=jax.jit(evaluate),
-        fingerprint=jax.jit(fingerprint),
+        evaluate=jax.jit(evaluate, out_shardings=replicated),
+        fingerprint=jax.jit(fingerprint, out_shardings=replicated),
         snapshot=jax.jit(lambda tree: jax.tree.map(jnp.copy, tree)),
     )

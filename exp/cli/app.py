@@ -8,7 +8,7 @@ import typer
 
 from exp import __version__
 
-from . import audit, lock, plan, run, schema, validate
+from . import audit, launch, lock, plan, run, schema, validate
 
 app = typer.Typer(
     name="exp",
@@ -37,6 +37,7 @@ def _root(
 
 
 app.command("run", help=run.HELP)(run.command)
+app.command("launch", help=launch.HELP)(launch.command)
 app.command("validate", help=validate.HELP)(validate.command)
 app.command("plan", help=plan.HELP)(plan.command)
 app.command("schema", help=schema.HELP)(schema.command)

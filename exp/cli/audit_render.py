@@ -48,7 +48,7 @@ def render_report(report: AuditReport) -> None:
         )
     console.print(table)
     for result in report.results:
-        if result.status in ("failed", "error"):
+        if result.status in ("failed", "error") or result.kind == "cross_environment":
             console.print()
             for line in _details(result):
                 console.print(line, markup=False)

@@ -67,3 +67,11 @@ def fail_invalid(err: SpecError) -> NoReturn:
     """Print every problem and exit 2."""
     print_problems(err)
     raise typer.Exit(EXIT_INVALID)
+
+
+def byte_size(count: int) -> str:
+    """A byte count for people: 1.8 MiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"

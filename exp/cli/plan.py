@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .console import fail_invalid
 from .options import JsonOpt, OverridesArg, SpecArg
+
+if TYPE_CHECKING:
+    from exp.compiler import Plan
 
 HELP = """Compile a spec into its frozen, fingerprinted plan.
 
@@ -22,8 +26,13 @@ def command(
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Show every field with its class, and the seed tree.")
+        bool,
+        typer.Option("--explain", help="Show every field with its class, the seed tree and each parameter's sharding."),
     ] = False,
+    devices: Annotated[
+        int | None,
+        typer.Option("--devices", min=1, metavar="N", help="Lay the mesh out on N devices (resolves -1 axes)."),
+    ] = None,
 ) -> None:
     from exp.compiler import plan_spec
     from exp.spec import SpecError
@@ -32,9 +41,24 @@ def command(
         plan = plan_spec(spec, overrides or [])
     except SpecError as err:
         fail_invalid(err)
+    if devices is not None:
+        _check_mesh(plan, spec, devices)
     if as_json:
         typer.echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
     if explain or not as_json:
         from .render import render_plan
 
-        render_plan(plan, explain=explain)
+        # Relative data paths resolve against the spec's folder, as `exp run` resolves them.
+        render_plan(plan, explain=explain, spec_dir=Path(spec).resolve().parent, devices=devices)
+
+
+def _check_mesh(plan: Plan, spec: Path, devices: int) -> None:
+    """What a run on `devices` devices would refuse before it starts (a mesh that
+    does not fit, a batch that does not split over it) is a spec problem: one line, exit 2."""
+    from exp.compiler.mesh import MeshError, check_batch, resolve_mesh
+    from exp.spec import Problem, SpecError
+
+    try:
+        check_batch(plan.spec.data.batch_size, resolve_mesh(plan.mesh, devices))
+    except MeshError as err:
+        fail_invalid(SpecError([Problem(str(spec), None, err.key, f"{err} (--devices {devices})")]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -11,7 +12,8 @@ from rich.tree import Tree
 
 from exp.compiler import Plan
 
-from .console import stderr
+from .console import byte_size, stderr
+from .render_mesh import mesh_line, render_mesh
 
 _CLASS_STYLE = {"trajectory": "magenta", "operational": "cyan"}
 
@@ -60,13 +62,6 @@ def _seed_tree(plan: Plan) -> Tree:
     return tree
 
 
-def _size(count: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} B"
-
-
 def _throttle(plan: Plan) -> str:
     throttle = plan.throttle
     if throttle.max_inflight != "auto":
@@ -75,12 +70,12 @@ def _throttle(plan: Plan) -> str:
     within = (
         "budget 90% of device memory (half the available memory on CPU)"
         if budget is None
-        else f"budget {_size(budget)}"
+        else f"budget {byte_size(budget)}"
     )
     return f"auto: steps in flight chosen from the compiled step's memory analysis, {within}"
 
 
-def _summary(plan: Plan) -> list[str]:
+def _summary(plan: Plan, devices: int | None) -> list[str]:
     ck, det = plan.checkpoint, plan.determinism
     if ck.enabled:
         keep = f"keep last {ck.keep_last}" + (f", every {ck.keep_every} permanently" if ck.keep_every else "")
@@ -100,17 +95,19 @@ def _summary(plan: Plan) -> list[str]:
         f"steps        {plan.spec.train.steps}",
         f"checkpoint   {checkpoint}",
         f"throttle     {_throttle(plan)}",
+        f"mesh         {mesh_line(plan, devices)}",
         f"contract     {det.contract}: {det.promise}",
     ]
 
 
-def render_plan(plan: Plan, *, explain: bool) -> None:
-    """Print the plan for people on stderr."""
+def render_plan(plan: Plan, *, explain: bool, spec_dir: Path, devices: int | None = None) -> None:
+    """Print the plan for people on stderr; `devices` resolves -1 mesh axes (it must fit
+    the mesh: `resolve_mesh` raises `MeshError` otherwise)."""
     console = stderr()
-    for line in _summary(plan):
+    for line in _summary(plan, devices):
         console.print(line, markup=False)
     if not explain:
-        console.print("(--explain for every field and the seed tree; --json for the whole plan)", style="dim")
+        console.print("(--explain for every field, seeds and sharding; --json for the whole plan)", style="dim")
         return
     det = plan.determinism
     console.print()
@@ -126,3 +123,5 @@ def render_plan(plan: Plan, *, explain: bool) -> None:
         console.print(f"  XLA_FLAGS {flag}", markup=False)
     for name, value in det.env.items():
         console.print(f"  env {name}={value}", markup=False)
+    console.print()
+    render_mesh(console, plan, spec_dir, devices)

@@ -11,8 +11,9 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from .console import EXIT_INVALID, fail_invalid, say, stderr
+from .console import EXIT_INVALID, say, stderr
 from .options import AllowImportOpt, JsonOpt, OverridesArg, SpecArg
+from .runnable import runnable_plan
 
 HELP = """Train a spec; kill it at any moment and run it again to resume, bit-exactly.
 
@@ -60,29 +61,10 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    from exp.compiler import plan_spec
-    from exp.spec import ImportNotAllowed, Problem, SpecError, custom_targets
-    from exp.spec.targets import is_allowed
-
     allowed = tuple(allow_import or ())
-    try:
-        plan = plan_spec(spec, overrides or [])
-        refused = [
-            Problem(
-                str(spec),
-                None,
-                key,
-                f"importing '{target}' runs its code; allow it with --allow-import "
-                f"{target.split('.')[0].split(':')[0]}",
-            )
-            for key, target in custom_targets(plan.spec).items()
-            if not is_allowed(target, allowed)
-        ]
-        if refused:
-            raise SpecError(refused)
-    except SpecError as err:
-        fail_invalid(err)
+    plan = runnable_plan(spec, overrides or [], allowed)
     from exp.runtime.launch import RunFailed, RunOptions, RunRefused, execute
+    from exp.spec import ImportNotAllowed
 
     options = RunOptions(
         spec_dir=Path(spec).resolve().parent,

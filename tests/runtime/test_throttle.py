@@ -66,7 +66,7 @@ def test_formula_on_round_numbers():
 
 def test_default_budget_on_cpu_is_a_share_of_available_host_memory(digits):
     comps, _, _ = digits
-    device = comps.mesh.devices.flat[0]
+    device = comps.layout.mesh.local_devices[0]
     budget, source = default_budget(device)
     meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
     available = int(meminfo["MemAvailable"].split()[0]) * 1024
@@ -80,7 +80,7 @@ def test_choosing_compiles_the_step_the_loop_then_runs(digits):
     memory = step_memory(stats, batch)
     state = jax.tree.map(lambda a: a.copy(), comps.state)  # the call below donates its state
     budget = memory.resident + int(3.5 * memory.per_step)
-    choice = choose_inflight(comps.steps.train, state, batch, budget, comps.mesh.devices.flat[0])
+    choice = choose_inflight(comps.steps.train, state, batch, budget, comps.layout.mesh.local_devices[0])
     assert (choice.max_inflight, choice.budget_bytes, choice.budget_source) == (3, budget, "spec")
     assert (choice.per_step_bytes, choice.resident_bytes) == (memory.per_step, memory.resident)
     assert choice.reason.startswith("throttle: auto chose 3 steps in flight")
