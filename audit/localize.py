@@ -8,14 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["environment_difference", "leaf_distances_at", "likely_cause"]
+__all__ = ["environment_difference", "leaf_distances_at", "likely_cause", "recorded_environment"]
+
+
+def recorded_environment(run_dir: Path) -> dict[str, Any] | None:
+    """The environment class a run directory's env.json records; None without a readable one."""
+    try:
+        found = json.loads((run_dir / "env.json").read_text())["class"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _environment(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "env.json").read_text())["class"]
-    except (OSError, ValueError, KeyError):
-        return {}
+    return recorded_environment(run_dir) or {}
 
 
 def environment_difference(a: Path, b: Path) -> dict[str, list[Any]]:

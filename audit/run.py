@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,30 @@ def _guarded(check: str, target: str, work: Callable[..., object], *args: object
     return list(results) if isinstance(results, list) else [results]  # type: ignore[list-item]
 
 
+def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
+    """Append each verdict to the run's audits.jsonl (what `exp runs` shows): the one
+    file an audit writes in a run directory. When a check could not run (`error`,
+    exit 2: bad input such as a segment past the run's end, or a rerun that failed)
+    nothing is recorded, so bad input leaves the directory as it was."""
+    from exp.runtime.status import AUDITS
+
+    if not results or any(r.status == "error" for r in results) or not (run_dir / "plan.json").is_file():
+        return
+    lines = "".join(
+        json.dumps({"time": time.time(), "check": r.check, "status": r.status, "summary": r.summary}, sort_keys=True)
+        + "\n"
+        for r in results
+    )
+    path = run_dir / AUDITS
+    try:
+        with path.open("ab") as out:
+            # A line torn by a killed audit stays (append-only) but must not swallow this one.
+            torn = out.tell() > 0 and not path.read_bytes().endswith(b"\n")
+            out.write((("\n" if torn else "") + lines).encode())  # one append: concurrent audits do not interleave
+    except OSError:
+        pass  # a read-only archive of a run can still be audited; the report carries the verdicts
+
+
 def run_audit(request: AuditRequest, workdir: Path) -> AuditReport:
     """Every requested check, in order; the report decides the exit code."""
     report = AuditReport()
@@ -45,12 +71,14 @@ def run_audit(request: AuditRequest, workdir: Path) -> AuditReport:
         here.mkdir(parents=True, exist_ok=True)
         path = Path(target)
         if path.is_dir():
-            report.results += _guarded("integrity", target, audit_integrity, path)
+            results = _guarded("integrity", target, audit_integrity, path)
             if request.segment is not None:
                 start, end = request.segment
-                report.results += _guarded(
+                results += _guarded(
                     "segment", target, audit_segment, path, start, end, here, request.spec, request.allow_imports
                 )
+            _record_verdicts(path, results)
+            report.results += results
         else:
             spec_target = SpecTarget(target, (), request.allow_imports)
             report.results += _guarded(

@@ -7,6 +7,7 @@ from .canonical import canonical_json, digest
 from .classes import field_classes, trajectory_view
 from .compile import compile_spec, plan_spec, resolve_spec
 from .determinism import DeterminismPlan
+from .diff import Change, PlanDiff, diff_plans, read_plan
 from .mesh import MeshError, MeshPlan
 from .plan import FORMAT, Fingerprints, Plan, PlanError, PlanSource
 from .policies import CheckpointPolicy, ThrottlePlan
@@ -14,12 +15,14 @@ from .seeds import derive_seed, derive_seeds
 
 __all__ = [
     "FORMAT",
+    "Change",
     "CheckpointPolicy",
     "DeterminismPlan",
     "Fingerprints",
     "MeshError",
     "MeshPlan",
     "Plan",
+    "PlanDiff",
     "PlanError",
     "PlanSource",
     "ThrottlePlan",
@@ -27,9 +30,11 @@ __all__ = [
     "compile_spec",
     "derive_seed",
     "derive_seeds",
+    "diff_plans",
     "digest",
     "field_classes",
     "plan_spec",
+    "read_plan",
     "resolve_spec",
     "trajectory_view",
 ]

@@ -14,7 +14,8 @@ def input_error(err: BaseException) -> str | None:
     from .cluster import ClusterError
     from .data import DataError
     from .models import ModelError
+    from .tensorboard import TensorBoardMissing
 
-    if isinstance(err, DataError | ModelError | ImportNotAllowed | MeshError | ClusterError):
+    if isinstance(err, DataError | ModelError | ImportNotAllowed | MeshError | ClusterError | TensorBoardMissing):
         return str(err)
     return None

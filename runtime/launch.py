@@ -21,6 +21,7 @@ from .environment import apply_determinism
 from .errors import input_error
 from .rundir import RunDir, RunRefused
 from .signals import PreemptionGuard
+from .tensorboard import require_tensorboard
 
 __all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "enable_compilation_cache", "execute", "first_missing"]
 
@@ -98,6 +99,8 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
     with PreemptionGuard() as guard:
         rundir = RunDir(run_dir)
         previous = rundir.check_continuable(plan)  # before anything is written
+        if plan.spec.logging.tensorboard:
+            require_tensorboard()  # refused (exit 2) before the run directory exists
         apply_determinism(plan.determinism)
         enable_compilation_cache(options.compilation_cache)
         from .cluster import join_cluster

@@ -4,6 +4,7 @@
 runs/<name>/
   plan.json  env.json  events.jsonl  ledger.jsonl  metrics.jsonl
   checkpoints/<step>/   LOCK   stderr.log (what native libraries print)
+  audits.jsonl          (the verdicts of `exp audit RUN_DIR`, appended by the audit)
 ```
 A directory whose plan has another trajectory fingerprint is never continued:
 the refusal happens before anything in it is touched.

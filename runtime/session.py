@@ -21,6 +21,7 @@ from .records import Discard, JsonLines, RunLock, read_jsonl
 from .resume import ResumePoint, check_identity, find_resume_point
 from .rundir import RunDir, RunRefused, operational_changes, write_json_atomic
 from .signals import PreemptionGuard
+from .tensorboard import FOLDER, TensorBoardMetrics
 from .throttle import choose_inflight
 
 __all__ = ["Session"]
@@ -165,6 +166,12 @@ class Session:
         if point is not None and point.step >= total and self.previous is not None and not point.rejected:
             compiled = _compilations(comps)
             return RunResult("complete", rundir.root, point.step, total, point.meta["full_hash"], None, compiled)
+        if shared and plan.spec.logging.tensorboard:
+            folder = rundir.root / FOLDER
+            start = point.step if point else 0
+            # A folder already there holds an earlier attempt's view: hide its steps after `start`.
+            purge = start + 1 if folder.exists() else None
+            self.recorders.metrics = TensorBoardMetrics(self.recorders.metrics, folder, purge)
         if self.lock.previous and self.lock.previous.get("pid"):
             self.event("lock_takeover", previous=self.lock.previous)
         notes = self._record_setup(environment_class(dict(comps.layout.sizes)))

@@ -25,7 +25,17 @@ from typing import IO, Any
 
 from .signals import EXIT_PREEMPTED
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "GRACE_S", "Echo", "Failure", "Member", "Outcome", "supervise"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "GRACE_S",
+    "Echo",
+    "Failure",
+    "Member",
+    "Outcome",
+    "signals_caught",
+    "supervise",
+]
 
 EXIT_FAILED = 3
 EXIT_INTERRUPTED = 130
@@ -45,6 +55,9 @@ class Member:
     argv: Sequence[str]
     env: Mapping[str, str]
     output: Path | None = None
+    inherit_stderr: bool = False
+    """With no `output`: write stderr straight to the supervisor's (a progress bar stays a
+    bar on a terminal); only stdout goes through `echo`."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +121,7 @@ def supervise(
     on a step, save, and exit 75); members still alive `grace_s` later, or
     `grace_s` after a peer ended on its own, are killed. A second SIGINT kills at once.
     """
-    with _signals_caught() as caught:
+    with signals_caught() as caught:
         running = _Running()
         try:
             for i, member in enumerate(members):
@@ -132,7 +145,7 @@ class _Caught:
 
 
 @contextmanager
-def _signals_caught() -> Iterator[_Caught]:
+def signals_caught() -> Iterator[_Caught]:
     """SIGTERM and SIGINT as flags for the watch loop (only the main thread can catch them)."""
     caught = _Caught()
     if threading.current_thread() is not threading.main_thread():
@@ -163,9 +176,11 @@ class _Running:
         common: dict[str, Any] = {"env": dict(member.env), "stdin": subprocess.DEVNULL, "process_group": 0}
         tail: deque[str] = deque(maxlen=20)
         if member.output is None:
-            proc = subprocess.Popen(member.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **common)
+            stderr = None if member.inherit_stderr else subprocess.PIPE
+            proc = subprocess.Popen(member.argv, stdout=subprocess.PIPE, stderr=stderr, **common)
             for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-                assert pipe is not None
+                if pipe is None:
+                    continue
                 reader = threading.Thread(target=_relay, args=(pipe, stream, echo, tail), daemon=True)
                 reader.start()
                 self.readers.append(reader)

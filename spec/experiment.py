@@ -12,7 +12,7 @@ from .fields import SpecModel, operational, trajectory
 from .model import CustomModel, ModelSpec, Transformer
 from .optimizer import AdamW, OptimizerSpec
 from .rules import rule_error
-from .training import CheckpointSpec, MeshSpec, ThrottleSpec, TrainSpec
+from .training import CheckpointSpec, LoggingSpec, MeshSpec, ThrottleSpec, TrainSpec
 from .types import Name
 
 __all__ = ["BASE_STREAMS", "Experiment", "stream_names"]
@@ -51,6 +51,8 @@ class Experiment(SpecModel):
     """Reproducibility contract."""
     mesh: MeshSpec = operational(MeshSpec.model_construct())
     """Device mesh."""
+    logging: LoggingSpec = operational(LoggingSpec.model_construct())
+    """Metric sinks besides `metrics.jsonl` (TensorBoard)."""
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> Experiment:

@@ -1,4 +1,4 @@
-"""The `[train]`, `[checkpoint]`, `[throttle]` and `[mesh]` sections."""
+"""The `[train]`, `[checkpoint]`, `[throttle]`, `[mesh]` and `[logging]` sections."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .rules import rule_error
 from .sizes import ByteSize
 from .types import NonEmptyStr
 
-__all__ = ["CheckpointSpec", "MeshSpec", "ThrottleSpec", "TrainSpec"]
+__all__ = ["CheckpointSpec", "LoggingSpec", "MeshSpec", "ThrottleSpec", "TrainSpec"]
 
 DType = Literal["float32", "bfloat16", "float16"]
 
@@ -129,3 +129,12 @@ class MeshSpec(SpecModel):
         if self.data == -1 and self.fsdp == -1:
             raise rule_error("fsdp", "only one of mesh.data and mesh.fsdp may be -1", got=-1)
         return self
+
+
+class LoggingSpec(SpecModel):
+    """Where metrics go besides `metrics.jsonl`, which is always written."""
+
+    tensorboard: bool = operational(False)
+    """Also write every record of `metrics.jsonl` as TensorBoard scalars (`train/<name>`,
+    `eval/<name>`) into the run directory's `tensorboard/` folder. Needs tensorboardX:
+    `pip install 'expspec[tensorboard]'`."""

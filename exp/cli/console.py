@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
     from exp.spec import SpecError
@@ -75,3 +77,31 @@ def byte_size(count: int) -> str:
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
     return f"{count} B"
+
+
+def write_output(output: Path | None, text: str) -> None:
+    """`text` to stdout (None or "-") or to a file written whole or not at all: a
+    half-written file would pass for a short one. Exit 2 if the file cannot be written."""
+    import os
+    import tempfile
+
+    if output is None or str(output) == "-":
+        typer.echo(text, nl=False)
+        return
+    try:
+        handle, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    except OSError as err:
+        say(f"{output}: cannot write: {err.strerror or err}")
+        raise typer.Exit(EXIT_INVALID) from None
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, output)
+    except OSError as err:
+        os.unlink(tmp)
+        say(f"{output}: cannot write: {err.strerror or err}")
+        raise typer.Exit(EXIT_INVALID) from None
+    say(f"wrote {output}")

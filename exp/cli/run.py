@@ -14,10 +14,22 @@ import typer
 from .console import EXIT_INVALID, say, stderr
 from .options import AllowImportOpt, JsonOpt, OverridesArg, SpecArg
 from .runnable import runnable_plan
+from .sweep import SweepOpt, run_sweep_command
 
 HELP = """Train a spec; kill it at any moment and run it again to resume, bit-exactly.
 
-Example: exp run examples/digits_mlp.toml"""
+With --sweep KEY=V1,V2,... (repeatable) it trains every combination of the values, one point
+after another, each as its own `exp run` process in its own run directory, named from the
+point's values: runs/<name>-sweep/learning_rate=0.003,hidden=128 (a key by its last part,
+lists joined with +; --run-dir sets the folder instead of runs/<name>-sweep, kept apart from
+the plain run's runs/<name>). Every point is compiled first: a bad value, a sweep of operational
+fields only, or two points of one trajectory are refused before anything runs. A failed point
+does not stop the others (the sweep exits with the first failure's code); a preempted one stops
+the sweep with exit 75, and the same command resumes it, skipping the complete points.
+
+\b
+Example: exp run examples/digits_mlp.toml
+Sweep:   exp run examples/digits_mlp.toml --sweep optimizer.learning_rate=1e-3,3e-3,1e-2"""
 
 EXIT_FAILED = 3
 
@@ -53,15 +65,33 @@ def _fail_run(err: Exception, run_dir: Path) -> NoReturn:
 def command(
     spec: SpecArg,
     overrides: OverridesArg = None,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default: runs/<name>).")] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="Run directory (default: runs/<name>); with --sweep, the folder of the points' run directories.",
+        ),
+    ] = None,
     stop_at: Annotated[
         int | None, typer.Option("--stop-at", min=1, metavar="STEP", help="Stop cleanly after STEP, with a checkpoint.")
     ] = None,
     allow_import: AllowImportOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     as_json: JsonOpt = False,
+    sweep: SweepOpt = None,
 ) -> None:
     allowed = tuple(allow_import or ())
+    if sweep:
+        return run_sweep_command(
+            spec,
+            overrides or [],
+            sweep,
+            run_dir=run_dir,
+            stop_at=stop_at,
+            allowed=allowed,
+            quiet=quiet,
+            as_json=as_json,
+        )
     plan = runnable_plan(spec, overrides or [], allowed)
     from exp.runtime.launch import RunFailed, RunOptions, RunRefused, execute
     from exp.spec import ImportNotAllowed

@@ -10,28 +10,36 @@ from .console import fail_invalid
 
 if TYPE_CHECKING:
     from exp.compiler import Plan
+    from exp.spec import Problem
+
+
+def import_refusals(spec: Path, plan: Plan, allowed: Sequence[str]) -> list[Problem]:
+    """One problem per custom target of `plan` whose import was not allowed
+    (importing it would run its code)."""
+    from exp.spec import Problem, custom_targets
+    from exp.spec.targets import is_allowed
+
+    return [
+        Problem(
+            str(spec),
+            None,
+            key,
+            f"importing '{target}' runs its code; allow it with --allow-import {target.split('.')[0].split(':')[0]}",
+        )
+        for key, target in custom_targets(plan.spec).items()
+        if not is_allowed(target, tuple(allowed))
+    ]
 
 
 def runnable_plan(spec: Path, overrides: Sequence[str], allowed: Sequence[str]) -> Plan:
     """The compiled plan; exit 2 with one line per problem for a bad spec or a custom
-    target whose import was not allowed (importing it would run its code)."""
+    target whose import was not allowed."""
     from exp.compiler import plan_spec
-    from exp.spec import Problem, SpecError, custom_targets
-    from exp.spec.targets import is_allowed
+    from exp.spec import SpecError
 
     try:
         plan = plan_spec(spec, list(overrides))
-        refused = [
-            Problem(
-                str(spec),
-                None,
-                key,
-                f"importing '{target}' runs its code; allow it with --allow-import "
-                f"{target.split('.')[0].split(':')[0]}",
-            )
-            for key, target in custom_targets(plan.spec).items()
-            if not is_allowed(target, tuple(allowed))
-        ]
+        refused = import_refusals(spec, plan, allowed)
         if refused:
             raise SpecError(refused)
     except SpecError as err:

@@ -153,6 +153,8 @@ def test_segment_of_a_finished_run_reproduces_its_ledger(finished_run, tmp_path)
     by = checks(report)
     assert by["integrity"]["status"] == "passed" and by["integrity"]["compared_steps"] == [10, 20, 30]
     assert by["segment"]["status"] == "passed" and by["segment"]["compared_steps"] == list(range(11, 21))
+    recorded = [json.loads(line) for line in (run / "audits.jsonl").read_text().splitlines()]
+    assert [(r["check"], r["status"]) for r in recorded] == [("integrity", "passed"), ("segment", "passed")]
 
 
 def test_segment_fails_on_a_tampered_ledger_naming_the_step(finished_run, tmp_path):
@@ -183,6 +185,8 @@ def test_integrity_fails_on_altered_array_bytes(finished_run, tmp_path):
     integrity = checks(report)["integrity"]
     assert integrity["status"] == "failed" and integrity["first_divergence"] == 20
     assert list(integrity["details"]["bad"]) == ["20"]
+    [recorded] = [json.loads(line) for line in (run / "audits.jsonl").read_text().splitlines()]
+    assert (recorded["check"], recorded["status"]) == ("integrity", "failed") and "step 20" in recorded["summary"]
 
 
 def test_bad_input_exits_2(tmp_path):

@@ -42,8 +42,11 @@ def test_spec_and_compiler_import_no_jax():
         ["plan", str(EXAMPLES / "digits_mlp.toml"), "--json", "--explain"],
         ["validate", *map(str, sorted(EXAMPLES.glob("*_*.toml")))],
         ["schema"],
+        ["diff", str(EXAMPLES / "digits_mlp.toml"), str(EXAMPLES / "char_transformer.toml"), "--json"],
+        ["runs", str(EXAMPLES)],
+        ["report", str(ROOT / "tests" / "cli" / "fixtures" / "report_run"), "-o", "-"],
     ],
-    ids=["help", "plan", "validate", "schema"],
+    ids=["help", "plan", "validate", "schema", "diff", "runs", "report"],
 )
 def test_cli_commands_import_no_jax(args):
     assert not set(JAX_FAMILY) & imported_modules("-m", "exp", *args)

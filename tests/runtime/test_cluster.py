@@ -92,6 +92,7 @@ def _ledger_steps(path):
     return [json.loads(line) for line in path.read_text().splitlines() if '"kind":"step"' in line]
 
 
+@pytest.mark.slow  # ~50 s; `exp launch`'s tests cover a killed member and a preempted cluster by default
 def test_sigterm_to_one_member_stops_all_at_one_step_and_the_relaunch_ends_bitwise_equal(tmp_path):
     # The uninterrupted cluster runs alongside: one start-up's worth of waiting for both.
     reference = _cluster(tmp_path / "straight")

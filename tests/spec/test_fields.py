@@ -45,6 +45,7 @@ def test_walk_reaches_every_section_variant():
         "ThrottleSpec",
         "DeterminismSpec",
         "MeshSpec",
+        "LoggingSpec",
     } <= owners
 
 
