@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,25 +35,20 @@ from typing import IO
 from common import DIGITS, EXP, TRANSFORMER, Row, median, rate_between, run_process, scratch, train_records
 from throughput import Workload
 
+from exp.runtime.local_cluster import free_port, member_env, xla_flags
+
 DEVICES = (1, 2, 4, 8)
 CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_COORDINATOR_BIND_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _env(devices: int, cluster: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment with `devices` virtual CPU devices (and a cluster's variables)."""
+def _env(devices: int) -> dict[str, str]:
+    """This process's environment with `devices` virtual CPU devices, outside any cluster."""
     base = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARS}
-    flags = [f for f in base.get("XLA_FLAGS", "").split() if f.split("=", 1)[0] != DEVICE_COUNT_FLAG]
-    return {
-        **base,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": " ".join([*flags, f"{DEVICE_COUNT_FLAG}={devices}"]),
-        **(cluster or {}),
-    }
+    return {**base, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags(base.get("XLA_FLAGS", ""), devices)}
 
 
 def _argv(spec: Path, run_dir: Path, overrides: Sequence[str]) -> list[str]:
@@ -74,29 +68,17 @@ def _native_stderr(run_dir: Path) -> str:
     return "\n".join(f"{log.name}: {log.read_text(errors='replace').strip()[-2000:]}" for log in logs)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run_cluster(spec: Path, run_dir: Path, overrides: Sequence[str], processes: int, devices: int) -> float:
     """`processes` fresh `exp run` processes of `devices` devices each, one cluster on a
     fresh loopback port, sharing `run_dir`; the seconds from the first start to the last exit."""
-    address = f"127.0.0.1:{_free_port()}"
+    port = free_port()
     members: list[tuple[subprocess.Popen[str], IO[str]]] = []
     start = time.perf_counter()
     try:
         for index in range(processes):
-            cluster = {
-                "JAX_COORDINATOR_ADDRESS": address,
-                "JAX_COORDINATOR_BIND_ADDRESS": address,
-                "JAX_NUM_PROCESSES": str(processes),
-                "JAX_PROCESS_ID": str(index),
-            }
             err = tempfile.TemporaryFile("w+")  # a file, not a pipe: no member blocks on a full one
             argv = _argv(spec, run_dir, overrides)
-            env = _env(devices, cluster)
+            env = member_env(os.environ, port=port, processes=processes, process_id=index, devices=devices)
             members.append((subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True), err))
         deadline = start + 600
         # A member that fails leaves the others waiting in a collective: stop them at once.
