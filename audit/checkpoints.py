@@ -1,4 +1,4 @@
-"""Reading a finished run's checkpoints without touching them.
+"""Reading a run's checkpoints without touching them, while it trains or after.
 
 An audit inspects evidence, so opening a run directory must never create,
 clean up or delete anything there: the manager is opened read-only. States are
@@ -8,12 +8,21 @@ the canonical hash is invariant to that (lists come back as dicts keyed "0",
 "1", ...), which lets every read be checked against the hash recorded at save
 time. That check is what catches flipped bytes: Orbax stores raw array chunks
 without checksums and would otherwise hand back corrupted values silently.
+
+A live run retires old checkpoints while the audit reads them. A read that
+fails, or a hash that does not match, is therefore looked at again before it is
+called corruption: a checkpoint whose folder went away or lost files meanwhile,
+or that a live run no longer lists, was retired while being read, which says
+nothing about its bits. Only a checkpoint that stays and fails a second read is
+reported as bad.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +33,20 @@ import orbax.checkpoint as ocp
 
 from exp.runtime.hashing import full_hash
 
-__all__ = ["CheckpointUnreadable", "SavedCheckpoint", "checkpoint_steps", "read_checkpoint"]
+__all__ = [
+    "CheckpointSurvey",
+    "CheckpointUnreadable",
+    "SavedCheckpoint",
+    "checkpoint_steps",
+    "read_checkpoint",
+    "survey_checkpoints",
+]
 
 _ITEMS = ("state", "meta")
 _REASON_LIMIT = 200
+_LIST_TRIES = 3
+_SETTLE_S = 60.0
+"""How long a failed restore's remaining reads may take to finish before their loop closes."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +89,46 @@ def _quiet_orbax() -> Iterator[None]:
         logger.setLevel(previous)
 
 
+class _SettlingLoop(asyncio.SelectorEventLoop):
+    """An event loop that, closed while reads are still in flight, lets them finish first.
+
+    Orbax restores the leaves of a tree concurrently on an event loop of its own.
+    When one read fails (a file removed by a live run, or damaged), it raises at
+    once and closes that loop while TensorStore is still reading the other leaves;
+    each of those reads then reports to the closed loop, and TensorStore prints a
+    "RuntimeError: Event loop is closed" traceback from its own thread. Closing
+    only after the reads have settled removes that at its cause.
+    """
+
+    def close(self) -> None:
+        pending = [task for task in asyncio.all_tasks(self) if not task.done()] if not self.is_closed() else []
+        if pending and not self.is_running():
+            done, _ = self.run_until_complete(asyncio.wait(pending, timeout=_SETTLE_S))
+            for task in done:  # their failures come from what failed the restore, already raised
+                if not task.cancelled():
+                    task.exception()
+        super().close()
+
+
+class _SettlingPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return _SettlingLoop()
+
+
+@contextmanager
+def _settled_reads() -> Iterator[None]:
+    """Orbax's event loops, created through the policy, are settling loops meanwhile."""
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_SettlingPolicy())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(previous)
+
+
 @contextmanager
 def _manager(directory: Path) -> Iterator[ocp.CheckpointManager]:
-    with _quiet_orbax():
+    with _quiet_orbax(), _settled_reads():
         options = ocp.CheckpointManagerOptions(
             read_only=True, create=False, cleanup_tmp_directories=False, save_interval_steps=0
         )
@@ -87,8 +143,14 @@ def checkpoint_steps(directory: Path) -> list[int]:
     """Steps with a finished checkpoint; half-written Orbax temporaries are not evidence."""
     if not directory.is_dir():
         return []
-    with _manager(directory) as manager:
-        return sorted(manager.all_steps())
+    for attempt in range(_LIST_TRIES):
+        try:
+            with _manager(directory) as manager:
+                return sorted(manager.all_steps())
+        except Exception:  # a step folder removed by a live run while Orbax lists it
+            if attempt == _LIST_TRIES - 1 or not directory.is_dir():
+                raise
+    return []
 
 
 def read_checkpoint(directory: Path, step: int) -> SavedCheckpoint:
@@ -134,3 +196,69 @@ def read_checkpoint(directory: Path, step: int) -> SavedCheckpoint:
     if actual != recorded:
         raise CheckpointUnreadable(step, f"state hashes to {actual[:12]}, metadata records {recorded[:12]}")
     return SavedCheckpoint(step=step, state=dict(state), meta=dict(meta))
+
+
+@dataclass(frozen=True)
+class CheckpointSurvey:
+    """Every checkpoint of a directory, read against the hash recorded when it was saved."""
+
+    verified: list[int]
+    """Steps whose checkpoint restores to its recorded hash."""
+    bad: dict[int, str]
+    """Steps whose checkpoint stayed and still failed on a second read: why, in one line."""
+    retired: list[int]
+    """Steps whose checkpoint a live run removed while it was being read: evidence of nothing."""
+
+
+def _files(folder: Path) -> frozenset[str] | None:
+    """The files under `folder`, relative to it; None when the folder is not there."""
+    if not folder.is_dir():
+        return None
+    return frozenset(
+        os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names
+    )
+
+
+def _problem(directory: Path, step: int, recorded: Mapping[int, str]) -> str | None:
+    """Why the checkpoint at `step` is not the one recorded, or None when it is."""
+    try:
+        saved = read_checkpoint(directory, step)
+    except CheckpointUnreadable as err:
+        return f"unreadable: {err.reason}"
+    digest = saved.meta["full_hash"]  # read_checkpoint proved the state hashes to it
+    expected = recorded.get(step, digest)
+    return None if digest == expected else f"restores to {digest[:12]}, recorded {str(expected)[:12]}"
+
+
+def _retired(directory: Path, step: int, before: frozenset[str] | None, live: Callable[[], bool]) -> bool:
+    """Whether the checkpoint at `step` went away while it was read, rather than staying as it is."""
+    if before is not None:  # its folder was where the step's name puts it
+        now = _files(directory / str(step))
+        if now is None or not before <= now:
+            return True
+    return live() and step not in checkpoint_steps(directory)
+
+
+def survey_checkpoints(directory: Path, recorded: Mapping[int, str], live: Callable[[], bool]) -> CheckpointSurvey:
+    """Read every checkpoint in `directory` against `recorded` (step -> full hash; a step
+    missing there is checked against the hash in its own metadata).
+
+    `live` says whether a run holds the directory now. A failing checkpoint is looked
+    at again: retired when it went away meanwhile, read a second time when it stayed,
+    and bad only when it stays and fails again.
+    """
+    verified: list[int] = []
+    bad: dict[int, str] = {}
+    retired: list[int] = []
+    for step in checkpoint_steps(directory):
+        before = _files(directory / str(step))
+        problem = _problem(directory, step, recorded)
+        if problem is not None and not _retired(directory, step, before, live):
+            problem = _problem(directory, step, recorded)  # it stayed: read it once more
+        if problem is None:
+            verified.append(step)
+        elif _retired(directory, step, before, live):
+            retired.append(step)
+        else:
+            bad[step] = problem
+    return CheckpointSurvey(verified, bad, retired)

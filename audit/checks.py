@@ -8,17 +8,20 @@ A are resume-equivalence. That costs 2N steps, not the 3N of separate checks.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from exp.compiler import Plan, plan_spec
 
+from .cuts import cut_interval, cut_points, describe_steps, resume_problem, resumed_at
 from .ledger import Ledger, StepComparison, StepRecord, compare, read_ledger
 from .localize import environment_difference, leaf_distances_at, likely_cause
-from .processes import RunError, RunRequest, run_exp, run_exp_killed, start_exp, wait_exp
+from .processes import KillMissed, RunError, RunRequest, run_exp, run_exp_killed, start_exp, stop_exp, wait_exp
 from .report import CheckResult
 
 __all__ = [
@@ -51,12 +54,6 @@ def audit_overrides(run_dir: Path, checkpoint_every: int) -> list[str]:
     ]
 
 
-def cut_points(steps: int, cuts: int) -> list[int]:
-    """Evenly spaced steps strictly inside (0, steps)."""
-    points = sorted({round(i * steps / (cuts + 1)) for i in range(1, cuts + 1)})
-    return [p for p in points if 0 < p < steps]
-
-
 def audit_request(target: SpecTarget, run_dir: Path, stop_at: int, every: int) -> RunRequest:
     return RunRequest(
         spec=target.spec,
@@ -68,11 +65,21 @@ def audit_request(target: SpecTarget, run_dir: Path, stop_at: int, every: int) -
 
 
 def _result(
-    check: str, target: SpecTarget, plan: Plan, comparison: StepComparison, seconds: float, **extra: object
+    check: str,
+    target: SpecTarget,
+    plan: Plan,
+    comparison: StepComparison,
+    seconds: float,
+    sides: Sequence[tuple[str, Iterable[int]]] = (),
+    **extra: object,
 ) -> CheckResult:
+    """The check's verdict; with nothing compared, an error naming what each of `sides`
+    (a description, the steps it recorded) holds, so the reader sees why."""
     what = {"determinism": "two fresh runs", "resume": "the resumed run and the uninterrupted run"}.get(check, check)
     if not comparison.compared:
-        return CheckResult(check, target.spec, plan.name, "error", f"{check}: no steps to compare", seconds=seconds)
+        why = "; ".join(f"{side} recorded {describe_steps(steps)}" for side, steps in sides)
+        summary = f"{check}: no steps to compare" + (f": {why}" if why else "")
+        return CheckResult(check, target.spec, plan.name, "error", summary, seconds=seconds)
     if comparison.agree:
         summary = f"{what} agree bitwise at all {len(comparison.compared)} compared steps"
         return CheckResult(check, target.spec, plan.name, "passed", summary, comparison.compared, seconds=seconds)
@@ -113,10 +120,13 @@ def _localize(
     one, two = workdir / f"{result.check}-x1", workdir / f"{result.check}-x2"
     try:
         first = start_exp(audit_request(target, one, step, every))
-        if cut is not None and cut < step:
-            run_exp(audit_request(target, two, cut, every))
-        wait_exp(start_exp(audit_request(target, two, step, every)))
-        wait_exp(first)
+        try:
+            if cut is not None and cut < step:
+                run_exp(audit_request(target, two, cut, every))
+            wait_exp(start_exp(audit_request(target, two, step, every)))
+            wait_exp(first)
+        finally:
+            stop_exp(first)
         result.distances = leaf_distances_at(one, two, step, result.leaves)
         if result.first_divergence == 0:
             result.details["distances_after_step"] = 1
@@ -126,45 +136,87 @@ def _localize(
     result.likely_cause = likely_cause(result.check, result.first_divergence, cut, result.environment)
 
 
+KILL_TRIES = 3
+"""Fresh tries at killing mid-training, when a kill landed after the next checkpoint committed."""
+
+
+def _cut_and_resume(
+    target: SpecTarget, workdir: Path, points: list[int], steps: int, every: int, kill: bool
+) -> tuple[Path, dict[str, object]]:
+    """Run B up to each cut (stopped there, or killed once the checkpoint at the cut has
+    committed) and resume it: its directory, ready for the final attempt to `steps`,
+    and how the kills went (for the report)."""
+    missed: KillMissed | None = None
+    for attempt in range(KILL_TRIES if kill else 1):
+        b_dir = workdir / ("b" if attempt == 0 else f"b-try{attempt + 1}")
+        resumed_from, killed_after = 0, []
+        try:
+            for point in points:
+                if not kill:
+                    run_exp(audit_request(target, b_dir, point, every))
+                    continue
+                request = audit_request(target, b_dir, steps, every)
+                killed = run_exp_killed(request, point, b_dir / "checkpoints", after=resumed_from)
+                resumed_from = max(killed.committed)
+                killed_after.append(killed.last_step)
+            return b_dir, ({"killed_after_step": killed_after, "kill_tries": attempt + 1} if kill else {})
+        except KillMissed as err:
+            missed = err
+            shutil.rmtree(b_dir, ignore_errors=True)
+    raise RunError(f"{target.spec}: no kill landed between two checkpoints in {KILL_TRIES} tries; last: {missed}")
+
+
 def audit_spec(target: SpecTarget, steps: int, cuts: int, kill: bool, workdir: Path) -> list[CheckResult]:
     """Determinism and resume-equivalence of a spec's first `steps` steps."""
     plan = plan_spec(target.spec, list(target.overrides))
     steps = min(steps, plan.spec.train.steps)
     points = cut_points(steps, cuts)
-    if not points:
-        raise RunError(f"{target.spec}: {steps} steps leave no room for a cut; audit at least 2 steps")
-    # Killed runs resume from their last checkpoint, so checkpoint often enough to land before each cut.
-    every = max(1, points[0] // 2) if kill else steps + 1
-    a_dir, b_dir = workdir / "a", workdir / "b"
+    # A killed run resumes from its last committed checkpoint: one on every cut, none
+    # between two cuts. A stopped run saves at --stop-at and needs no other.
+    every = cut_interval(steps, cuts) if kill else steps + 1
+    a_dir = workdir / "a"
     t0 = time.perf_counter()
-    straight = start_exp(audit_request(target, a_dir, steps, every))
-    for point in points:
-        if kill:
-            run_exp_killed(audit_request(target, b_dir, steps, every), point)
-        else:
-            run_exp(audit_request(target, b_dir, point, every))
-    final_b = run_exp(audit_request(target, b_dir, steps, every))
-    final_a = wait_exp(straight)
+    straight = start_exp(audit_request(target, a_dir, steps, steps + 1))
+    try:
+        b_dir, kills = _cut_and_resume(target, workdir, points, steps, every, kill)
+        final_b = run_exp(audit_request(target, b_dir, steps, every))
+        final_a = wait_exp(straight)
+    finally:
+        stop_exp(straight)  # a run nobody waits for must not train on
     seconds = time.perf_counter() - t0
 
     a, b = read_ledger(a_dir), read_ledger(b_dir)
     # B's fresh attempts against A: determinism. B's resumed attempts: resume-equivalence.
     fresh = _with_conflicts(b, b.conflicts_of(fresh=True), compare(a, a.steps, b.records(fresh=True)))
     resumed = _with_conflicts(b, b.conflicts_of(fresh=False), compare(a, a.steps, b.records(fresh=False)))
-    determinism = _result("determinism", target, plan, fresh, seconds / 2)
-    resume = _result("resume", target, plan, resumed, seconds / 2)
+    straight_side = ("the uninterrupted run", a.steps)
+    determinism = _result(
+        "determinism", target, plan, fresh, seconds / 2, (straight_side, ("the other fresh run", b.records(fresh=True)))
+    )
+    resume = _result(
+        "resume", target, plan, resumed, seconds / 2, (straight_side, ("the resumed attempts", b.records(fresh=False)))
+    )
     hashes = (final_a.summary or {}).get("full_hash"), (final_b.summary or {}).get("full_hash")
     resume.details["final_full_hashes"] = list(hashes)
-    if resume.status == "passed" and hashes[0] != hashes[1]:
-        resume.status, resume.summary = "failed", f"final full hashes differ at step {steps}"
+    began = resumed_at(b_dir)
     for result in (determinism, resume):
         result.details.update({"steps": steps, "cuts": points, "kill": kill})
+    resume.details.update({"resumed_at": began, **kills})
+    if not points:
+        resume.status, resume.compared_steps = "skipped", []
+        resume.summary = f"the run audited here is {steps} step long: no step to cut at before its end"
+        return [determinism, resume]
+    problem = resume_problem(points, began, b_dir)
+    if problem is not None:
+        resume.status, resume.summary = "failed", f"resume not exercised: {problem}"
+    elif resume.status == "passed" and hashes[0] != hashes[1]:
+        resume.status, resume.summary = "failed", f"final full hashes differ at step {steps}"
     if determinism.status == "failed":
         _localize(determinism, target, workdir, every, None, (a_dir, b_dir))
         if resume.status == "failed":
             resume.status = "skipped"
             resume.summary = "not meaningful: two fresh runs already differ (see determinism)"
-    elif resume.status == "failed":
+    elif resume.status == "failed" and problem is None:
         cut = max((p for p in points if p < (resume.first_divergence or steps)), default=points[0])
         _localize(resume, target, workdir, every, cut, (a_dir, b_dir))
     return [determinism, resume]
@@ -214,7 +266,8 @@ def audit_segment(
             end,
             time.perf_counter() - t0,
         )
-    result = _result("segment", target, plan, comparison, time.perf_counter() - t0)
+    sides = ((f"{run_dir} (its ledger)", original.steps), (f"the rerun from step {start}", rerun.steps))
+    result = _result("segment", target, plan, comparison, time.perf_counter() - t0, sides)
     result.target = str(run_dir)
     result.details.update({"segment": [start, end]})
     if result.status == "passed":
@@ -228,50 +281,71 @@ def audit_segment(
     return result
 
 
-def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
-    """Every checkpoint restores to the full hash recorded when it was saved."""
-    from exp.runtime.hashing import full_hash
+def _recorded_plan(run_dir: Path) -> Plan:
+    """The plan `run_dir` was made with; a missing, unreadable, truncated plan.json, or
+    one from another version, is bad input named by its path."""
     from exp.runtime.rundir import RunDir
 
-    from .checkpoints import CheckpointUnreadable, checkpoint_steps, read_checkpoint
+    path = RunDir(run_dir).plan
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{run_dir}: no plan.json; is this a run directory?") from None
+    except OSError as err:
+        raise RunError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        json.loads(text)
+    except ValueError as err:  # UnicodeDecodeError included
+        raise RunError(f"{path}: not valid JSON, truncated or damaged ({err})") from None
+    return Plan.from_json(text, file=str(path))  # a PlanError names what another version lacks
+
+
+LIVE_RETIRED = "retired_while_reading"
+"""Detail of an integrity result: steps a live run retired while the audit read them."""
+
+
+def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
+    """Every checkpoint restores to the full hash recorded when it was saved.
+
+    Checkpoints a live run retires while they are read are counted, not judged; when
+    that is every one of them the check is skipped, neither passed nor failed.
+    """
+    from exp.runtime.rundir import RunDir
+    from exp.runtime.status import lock_holder
+
+    from .checkpoints import survey_checkpoints
 
     t0 = time.perf_counter()
-    rundir = RunDir(Path(run_dir))
-    plan = rundir.recorded_plan()
-    if plan is None:
-        raise RunError(f"{run_dir}: no plan.json; is this a run directory?")
+    run_dir = Path(run_dir)
+    plan = _recorded_plan(run_dir)
     folder = spec_dir or Path(plan.source.file or ".").resolve().parent
-    directory = rundir.checkpoints(plan, folder)
-    ledger = read_ledger(Path(run_dir))
-    steps = checkpoint_steps(directory)
-    bad: dict[int, str] = {}
-    for step in steps:
-        try:
-            saved = read_checkpoint(directory, step)
-        except CheckpointUnreadable as err:
-            bad[step] = f"unreadable: {err}"
-            continue
-        digest = full_hash(saved.state)
-        recorded = ledger.checkpoints.get(step, saved.meta.get("full_hash"))
-        if digest != recorded or digest != saved.meta.get("full_hash"):
-            bad[step] = f"restores to {digest[:12]}, recorded {str(recorded)[:12]}"
-    seconds = time.perf_counter() - t0
-    if not steps:
-        return CheckResult("integrity", str(run_dir), plan.name, "error", "no checkpoints to check", seconds=seconds)
+    directory = RunDir(run_dir).checkpoints(plan, folder)
+    ledger = read_ledger(run_dir)
+    survey = survey_checkpoints(directory, ledger.checkpoints, lambda: lock_holder(run_dir) is not None)
+    checked, bad, retired = sorted([*survey.verified, *survey.bad]), survey.bad, survey.retired
+    details: dict[str, object] = {LIVE_RETIRED: retired} if retired else {}
+    result = partial(
+        CheckResult, "integrity", str(run_dir), plan.name, compared_steps=checked, seconds=time.perf_counter() - t0
+    )
+    if not checked and retired:
+        summary = f"run is live: checkpoints retired while reading (all {len(retired)})"
+        return result("skipped", summary, details=details)
+    if not checked:
+        return result("error", "no checkpoints to check")
+    also = f"; {len(retired)} more retired by the run while being read" if retired else ""
     if bad:
         first = min(bad)
-        result = CheckResult(
-            "integrity",
-            str(run_dir),
-            plan.name,
+        return result(
             "failed",
-            f"{len(bad)} of {len(steps)} checkpoints do not restore to their recorded hash (first: step {first})",
-            steps,
-            first,
-            seconds=seconds,
-            details={"bad": {str(k): v for k, v in bad.items()}},
+            f"{len(bad)} of {len(checked)} checkpoints do not restore to their recorded hash "
+            f"(first: step {first}){also}",
+            first_divergence=first,
+            details={"bad": {str(k): v for k, v in bad.items()}, **details},
+            likely_cause="checkpoint files changed on disk after they were written (corruption or tampering)",
         )
-        result.likely_cause = "checkpoint files changed on disk after they were written (corruption or tampering)"
-        return result
-    summary = f"all {len(steps)} checkpoints restore to the hash recorded when they were saved"
-    return CheckResult("integrity", str(run_dir), plan.name, "passed", summary, steps, seconds=seconds)
+    summary = (
+        "the one checkpoint restores to the hash recorded when it was saved"
+        if len(checked) == 1
+        else f"all {len(checked)} checkpoints restore to the hash recorded when they were saved"
+    )
+    return result("passed", summary + also, details=details)

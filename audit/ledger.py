@@ -5,13 +5,18 @@ the parameters and optimizer state. Comparing two runs step by step finds the
 first step where they part, and the per-leaf fingerprints name the leaves.
 A step recorded twice in one directory (a resumed attempt redoing steps after
 a kill) must agree with itself: a disagreement there is a resume failure too.
+The ledger is read through the run directory's one tolerant reader: a torn last
+line is skipped, and any other damaged line, or a record missing what its kind
+needs, is a `DamagedRecord` naming the file and line (bad input, not a verdict).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from exp.runtime.records import DamagedRecord, iter_records
 
 __all__ = ["Ledger", "StepComparison", "StepRecord", "compare", "read_ledger"]
 
@@ -71,16 +76,34 @@ class Ledger:
         return out
 
 
+_FIELDS: dict[str, dict[str, type]] = {
+    "leaves": {"params": list, "opt": list},
+    "checkpoint": {"step": int, "full_hash": str},
+    "step": {"step": int, "params": str, "opt": str, "leaves": str, "attempt": int},
+}
+"""What each kind of record holds; other kinds are passed over."""
+_OPTIONAL = {"attempt"}
+"""Fields a ledger written by an earlier version may lack."""
+
+
+def _checked(path: Path, number: int, record: dict[str, Any]) -> dict[str, Any]:
+    """`record`, once it holds what its kind needs."""
+    for name, kind in _FIELDS.get(str(record.get("kind")), {}).items():
+        value = record.get(name)
+        if (isinstance(value, kind) and not isinstance(value, bool)) or (name in _OPTIONAL and name not in record):
+            continue
+        what = f"has a non-{kind.__name__}" if name in record else "lacks"
+        raise DamagedRecord(path, number, f"a {record['kind']} record that {what} {name!r}")
+    return record
+
+
 def read_ledger(run_dir: Path) -> Ledger:
-    """The ledger of `run_dir` (a torn last line, from a kill, is ignored)."""
+    """The ledger of `run_dir`; a torn last line (from a kill) is ignored, any other
+    damaged line raises `DamagedRecord`."""
     ledger = Ledger()
     path = Path(run_dir) / "ledger.jsonl"
-    if not path.exists():
-        return ledger
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
-        record = json.loads(line)
+    for number, record in iter_records(path):
+        record = _checked(path, number, record)
         kind = record.get("kind")
         if kind == "leaves":
             ledger.leaf_names = [f"params/{p}" for p in record["params"]] + [f"opt/{p}" for p in record["opt"]]

@@ -35,7 +35,8 @@ class CheckResult:
     """Environment-class differences between the two sides, if any."""
     likely_cause: str | None = None
     kind: str | None = None
-    """For lock checks: trajectory_changed, regression or cross_environment."""
+    """For lock checks, the verdict: reproduced, trajectory_changed, input_changed,
+    environment_changed or regression (none when the check could not compare)."""
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
 

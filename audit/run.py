@@ -6,11 +6,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from exp.runtime.records import DamagedRecord
+from exp.runtime.rundir import RunRefused
 from exp.spec import SpecError
 
-from .checks import SpecTarget, audit_integrity, audit_segment, audit_spec
+from .checks import LIVE_RETIRED, SpecTarget, audit_integrity, audit_segment, audit_spec
 from .processes import RunError
 from .report import AuditReport, CheckResult
 
@@ -27,13 +30,16 @@ class AuditRequest:
     spec: str | None = None
     lock: Path | None = None
     allow_imports: tuple[str, ...] = ()
+    allow_other_environment: bool = False
+    """A lock entry recorded in another environment class is skipped (distances reported), not failed."""
 
 
 def _guarded(check: str, target: str, work: Callable[..., object], *args: object) -> list[CheckResult]:
-    """Run checks; a run that could not be made is an `error` result (exit 2), not a crash."""
+    """Run checks; a run that could not be made, or a run directory whose records are
+    damaged (a line of a record file, its plan), is an `error` result (exit 2), not a crash."""
     try:
         results = work(*args)
-    except (RunError, SpecError) as err:
+    except (RunError, SpecError, DamagedRecord, RunRefused) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         return [CheckResult(check, target, Path(target).stem, "error", message)]
     return list(results) if isinstance(results, list) else [results]  # type: ignore[list-item]
@@ -43,15 +49,23 @@ def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
     """Append each verdict to the run's audits.jsonl (what `exp runs` shows): the one
     file an audit writes in a run directory. When a check could not run (`error`,
     exit 2: bad input such as a segment past the run's end, or a rerun that failed)
-    nothing is recorded, so bad input leaves the directory as it was."""
+    nothing is recorded, so bad input leaves the directory as it was.
+
+    Nor is a check skipped because the live run retired every checkpoint it was
+    reading: that says nothing about the run's bits, and recorded as its latest audit
+    it would hide the last real verdict. What is recorded stays true when read later:
+    a pass names only checkpoints that restored, a failure only ones that stayed bad."""
     from exp.runtime.status import AUDITS
 
     if not results or any(r.status == "error" for r in results) or not (run_dir / "plan.json").is_file():
         return
+    verdicts = [r for r in results if not (r.status == "skipped" and LIVE_RETIRED in r.details)]
+    if not verdicts:
+        return
     lines = "".join(
         json.dumps({"time": time.time(), "check": r.check, "status": r.status, "summary": r.summary}, sort_keys=True)
         + "\n"
-        for r in results
+        for r in verdicts
     )
     path = run_dir / AUDITS
     try:
@@ -88,6 +102,11 @@ def run_audit(request: AuditRequest, workdir: Path) -> AuditReport:
         from .lockfile import verify_lock
 
         report.results += _guarded(
-            "lock", str(request.lock), verify_lock, request.lock, workdir / "lock", request.allow_imports
+            "lock",
+            str(request.lock),
+            partial(verify_lock, allow_other_environment=request.allow_other_environment),
+            request.lock,
+            workdir / "lock",
+            request.allow_imports,
         )
     return report

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from exp.spec import Experiment, Problem, TargetNotFound, custom_targets, load_spec, target_source
+from exp.spec.closure import SourceClosure, source_closure
 from exp.spec.load import apply_overrides
 from exp.spec.optimizer import Cosine, Linear
 
@@ -41,21 +41,34 @@ def resolve_spec(experiment: Experiment) -> Experiment:
     return experiment.model_copy(update={"optimizer": optimizer, "determinism": determinism})
 
 
-def _hash_sources(experiment: Experiment, search: Sequence[Path], file: str | None) -> dict[str, str]:
-    """SHA-256 of each custom target's module source, read without importing it."""
-    hashes, problems = {}, []
+def _hash_sources(experiment: Experiment, search: Sequence[Path], file: str | None) -> SourceClosure:
+    """The custom targets' code, read without importing it: each target's module and the local
+    modules it imports, hashed, and the installed distributions they import, named."""
+    sources: dict[str, str] = {}
+    distributions: set[str] = set()
+    problems = []
     for key, target in custom_targets(experiment).items():
         try:
-            hashes[target] = hashlib.sha256(target_source(target, search).read_bytes()).hexdigest()
+            target_source(target, search)  # the target's own module must exist; its imports may not
+            closure = source_closure([target.partition(":")[0]], search)
         except (TargetNotFound, OSError) as err:
             problems.append(Problem(file, None, key, str(err), target))
+            continue
+        sources.update(closure.sources)
+        distributions.update(closure.distributions)
     if problems:
         raise PlanError(problems)
-    return hashes
+    return SourceClosure(dict(sorted(sources.items())), tuple(sorted(distributions)))
 
 
-def assemble(experiment: Experiment, source: PlanSource, sources: dict[str, str]) -> Plan:
-    """Build the plan of an already resolved experiment (pure)."""
+def assemble(
+    experiment: Experiment, source: PlanSource, sources: dict[str, str], distributions: tuple[str, ...] = ()
+) -> Plan:
+    """Build the plan of an already resolved experiment (pure).
+
+    `distributions` (installed ones the custom code imports) are a property of
+    the machine, so they stay out of both fingerprints.
+    """
     dump = experiment.model_dump(mode="json", by_alias=True)
     classes = field_classes(experiment)
     seeds = derive_seeds(experiment)
@@ -83,6 +96,7 @@ def assemble(experiment: Experiment, source: PlanSource, sources: dict[str, str]
         determinism=determinism,
         fields=classes,
         fingerprints=fingerprints,
+        distributions=distributions,
     )
 
 
@@ -95,15 +109,17 @@ def compile_spec(
 ) -> Plan:
     """Compile `experiment` (after dotted `overrides`) into a frozen, fingerprinted plan.
 
-    Pure apart from reading the source files of `custom` targets (never
-    importing them); `search` lists folders tried before `sys.path` for them.
+    Pure apart from reading the source files of `custom` targets and of the
+    local modules they import (never importing them); `search` lists folders
+    tried before `sys.path` for them.
     """
     source = source or PlanSource()
     if overrides:
         experiment = apply_overrides(experiment, overrides)
         source = source.model_copy(update={"overrides": (*source.overrides, *overrides)})
     resolved = resolve_spec(experiment)
-    return assemble(resolved, source, _hash_sources(resolved, search, source.file))
+    closure = _hash_sources(resolved, search, source.file)
+    return assemble(resolved, source, closure.sources, closure.distributions)
 
 
 def plan_spec(file: str | Path, overrides: Sequence[str] = ()) -> Plan:

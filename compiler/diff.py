@@ -3,7 +3,7 @@
 Equal trajectory fingerprints are the contract's definition of "the results are
 the same", so the verdict is the fingerprints' and the field list explains it.
 A trajectory fingerprint also covers what no spec field holds (the seed tree,
-the determinism settings, custom targets' sources); those are listed when they
+the determinism settings, the modules custom code runs); those are listed when they
 differ, so a verdict of "differ" always comes with a reason.
 """
 
@@ -27,7 +27,8 @@ class Change:
 
     key: str
     """A dotted spec field, or `plan.seeds.<stream>`, `plan.determinism.<part>`,
-    `plan.sources.<target>` and `plan.fingerprints.trajectory` for what no field holds."""
+    `plan.sources.<module>` (a local module custom code runs) and
+    `plan.fingerprints.trajectory` for what no field holds."""
     a: Any
     b: Any
     cls: FieldClass

@@ -50,7 +50,8 @@ class Fingerprints(_Frozen):
     """Of the trajectory fields, seed tree, determinism settings and custom sources:
     equal trajectory fingerprints promise equal bits within one environment class."""
     sources: dict[str, str]
-    """Custom target -> SHA-256 of its module's source file."""
+    """Dotted module name -> SHA-256 of its file, for every local module custom
+    targets run: their own modules and the local modules those import."""
 
 
 class Plan(_Frozen):
@@ -70,6 +71,10 @@ class Plan(_Frozen):
     fields: dict[str, FieldClass]
     """Every resolved spec field (dotted) -> trajectory or operational."""
     fingerprints: Fingerprints
+    distributions: tuple[str, ...] = ()
+    """Installed distributions the custom code imports, by name. Not fingerprinted:
+    which distribution provides a module belongs to the machine; the runtime
+    records their versions in the environment class."""
 
     @property
     def name(self) -> str:
@@ -110,7 +115,7 @@ class Plan(_Frozen):
             raise fail(f"not a valid plan: {where}: {first['msg']}") from None
         except (ValueError, json.JSONDecodeError) as err:
             raise fail(f"not valid JSON: {err}") from None
-        again = assemble(plan.spec, plan.source, plan.fingerprints.sources)
+        again = assemble(plan.spec, plan.source, plan.fingerprints.sources, plan.distributions)
         if again != plan:
             raise fail("does not match its own spec (edited by hand, or from another expspec version)")
         return plan

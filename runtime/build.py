@@ -10,7 +10,6 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from exp.compiler import Plan
@@ -20,8 +19,10 @@ from .cluster import Cluster
 from .data import DataSource, build_data
 from .hashing import full_hash
 from .layout import Layout, make_layout
+from .lora_base import BaseWeights, read_base
 from .models import ModelError, apply_lora, build_model, trainable_filter
 from .optim import build_optimizer, build_schedule
+from .rundir import RunRefused
 from .step import ModelParts, Steps, make_steps
 from .types import PyTree
 
@@ -41,6 +42,9 @@ class Components:
     layout: Layout
     base_weights: str | None
     """Full hash of LoRA base weights loaded from `lora.init_from`, if any."""
+    base_checkpoint: dict[str, Any] | None = None
+    """The base checkpoint they came from ({"run", "step", "full_hash"}), recorded so
+    that every later attempt re-reads that same step."""
 
     def place_batch(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """A host batch as the steps take it (see `Layout.place_batch`)."""
@@ -49,19 +53,10 @@ class Components:
 
 def saved_part(state: PyTree, save: str) -> PyTree:
     """What a checkpoint holds: everything, or (LoRA) all but the frozen base weights,
-    which are loaded again from `lora.init_from` on restore."""
+    which are loaded again from the recorded base checkpoint on restore."""
     if save == "lora":
         return {key: value for key, value in state.items() if key != "frozen"}
     return state
-
-
-def _checkpoint_dir(path: Path) -> Path:
-    """A run directory, its checkpoints folder, or one step folder -> the checkpoints folder."""
-    if (path / "checkpoints").is_dir():
-        return path / "checkpoints"
-    if path.name.isdigit() and (path / "state").is_dir():
-        return path.parent
-    return path
 
 
 def _assign(template: Any, restored: Any, where: str) -> Any:
@@ -82,28 +77,32 @@ def _assign(template: Any, restored: Any, where: str) -> Any:
     return array.astype(template.dtype)
 
 
-def _load_base_weights(model: nnx.Module, source: Path) -> str:
-    """Load a base run's parameters into `model`; return their full hash."""
-    directory = _checkpoint_dir(source)
-    with ocp.CheckpointManager(directory.absolute(), item_names=("state", "meta")) as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise ModelError(f"lora.init_from: no finished checkpoint in {source}")
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    saved = restored.state
-    if not isinstance(saved, dict) or "frozen" not in saved:
-        raise ModelError(f"lora.init_from: {source} holds a LoRA-only checkpoint, not full weights")
+def _load_base_weights(model: nnx.Module, base: BaseWeights) -> str:
+    """Put verified base parameters into `model`; return their full hash (as the model holds them)."""
     state = nnx.state(model, nnx.Param)
-    pure = _assign(state.to_pure_dict(), saved["params"], "")
+    pure = _assign(state.to_pure_dict(), base.params, "")
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(model, state)
-    return full_hash(pure)
+    digest = full_hash(pure)
+    if base.expected_weights is not None and digest != base.expected_weights:
+        raise RunRefused(
+            f"lora.init_from: base run {base.checkpoint.run} step {base.checkpoint.step} holds weights of hash "
+            f"{digest[:12]}, this run started from {base.expected_weights[:12]}; use another --run-dir"
+        )
+    return digest
 
 
 def build_components(
-    plan: Plan, spec_dir: Path, allow_imports: Sequence[str] = (), cluster: Cluster | None = None
+    plan: Plan,
+    spec_dir: Path,
+    allow_imports: Sequence[str] = (),
+    cluster: Cluster | None = None,
+    base: BaseWeights | None = None,
 ) -> Components:
-    """Build data, model, optimizer and steps for `plan`; relative paths resolve against `spec_dir`."""
+    """Build data, model, optimizer and steps for `plan`; relative paths resolve against `spec_dir`.
+
+    `base`: the LoRA base weights already pinned and verified (`lora_base.pin_base`);
+    without it a plan with `lora.init_from` reads the base's newest checkpoint."""
     spec = plan.spec
     layout = make_layout(plan.mesh, cluster or Cluster(0, 1))  # refuses a mesh that does not fit, first
     check_batch(spec.data.batch_size, layout.sizes)
@@ -118,11 +117,13 @@ def build_components(
         search=[spec_dir],
         with_lora=False,
     )
-    base_weights = None
+    base_weights = base_checkpoint = None
     lora = spec.model.lora
     if lora is not None:
         if lora.init_from:
-            base_weights = _load_base_weights(model, spec_dir / lora.init_from)
+            base = base or read_base(spec_dir / lora.init_from)
+            base_weights = _load_base_weights(model, base)
+            base_checkpoint = base.checkpoint.record()
         model = apply_lora(model, lora, plan.seeds["lora"])
     graphdef, params, frozen = nnx.split(model, trainable_filter(spec.model), ...)
     parts = ModelParts(graphdef=graphdef, params=params, frozen=frozen)
@@ -141,4 +142,13 @@ def build_components(
     steps = make_steps(
         parts, tx, schedule, data.info.task, plan.seeds["dropout"], spec.train.grad_accum, shardings, layout.replicated
     )
-    return Components(data=data, parts=parts, tx=tx, steps=steps, state=state, layout=layout, base_weights=base_weights)
+    return Components(
+        data=data,
+        parts=parts,
+        tx=tx,
+        steps=steps,
+        state=state,
+        layout=layout,
+        base_weights=base_weights,
+        base_checkpoint=base_checkpoint,
+    )

@@ -6,13 +6,20 @@ decide what is kept. Saves that policy does not cover (preemption, `--stop-at`)
 are forced. A checkpoint holds the train state and a JSON record with the step,
 the plan fingerprints and the state's full canonical hash, so a restore can be
 proved exact.
+
+Another run's checkpoints (a LoRA base) are read through `read_verified`: a
+read-only manager that creates, tidies and deletes nothing there, and a state
+that must hash to its record, since Orbax stores raw chunks without checksums.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +30,18 @@ from orbax.checkpoint import checkpoint_managers as policies
 from exp.compiler import CheckpointPolicy
 
 from .cluster import SINGLE, Cluster, barrier
+from .hashing import full_hash
 from .types import PyTree
 
-__all__ = ["COMMIT_MARKER", "Checkpointer", "abstract_like"]
+__all__ = [
+    "COMMIT_MARKER",
+    "CheckpointDamaged",
+    "Checkpointer",
+    "abstract_like",
+    "newest_record",
+    "read_verified",
+    "saved_steps",
+]
 
 COMMIT_MARKER = "commit_success.txt"
 """Orbax writes it last; a step folder without it was never finished."""
@@ -145,3 +161,81 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+class CheckpointDamaged(Exception):
+    """A checkpoint that cannot be read, or does not restore to the hash recorded at save."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        self.step = step
+        self.reason = (str(reason).strip().splitlines() or [""])[0][:200]
+        super().__init__(f"checkpoint {step}: {self.reason}")
+
+
+@contextmanager
+def _read_only(directory: Path) -> Iterator[ocp.CheckpointManager]:
+    # Orbax warns through absl on every read-only open; failures still raise.
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    options = ocp.CheckpointManagerOptions(
+        read_only=True, create=False, cleanup_tmp_directories=False, save_interval_steps=0
+    )
+    try:
+        with ocp.CheckpointManager(directory.absolute(), item_names=("state", "meta"), options=options) as manager:
+            yield manager
+    finally:
+        logger.setLevel(level)
+
+
+def saved_steps(directory: Path) -> list[int]:
+    """Committed checkpoints in another run's `directory`, oldest first (read-only)."""
+    if not directory.is_dir():
+        return []
+    with _read_only(directory) as manager:
+        return sorted(manager.all_steps())
+
+
+def newest_record(directory: Path) -> tuple[int, dict[str, Any]] | None:
+    """The newest committed checkpoint in `directory` whose JSON record reads, and that record (read-only)."""
+    if not directory.is_dir():
+        return None
+    with _read_only(directory) as manager:
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+            except Exception:  # an unreadable record is judged when that checkpoint is restored
+                continue
+            if isinstance(meta, dict):
+                return step, dict(meta)
+    return None
+
+
+def read_verified(directory: Path, step: int) -> tuple[PyTree, dict[str, Any]]:
+    """The host state and record saved at `step` in `directory`, proven to be the saved bytes.
+
+    Restored without a target (the reader need not know the saver's optimizer),
+    onto one local device when the saving mesh is not here; the canonical hash
+    is invariant to that. Raises `CheckpointDamaged` for anything else.
+    """
+    try:
+        with _read_only(directory) as manager:
+            if step not in manager.all_steps():
+                raise CheckpointDamaged(step, f"no committed checkpoint for step {step} in {directory}")
+            local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            args = ocp.args.Composite(
+                state=ocp.args.StandardRestore(fallback_sharding=local), meta=ocp.args.JsonRestore()
+            )
+            restored = manager.restore(step, args=args)
+            state, meta = jax.device_get(restored.state), restored.meta
+        digest = full_hash(state)
+    except CheckpointDamaged:
+        raise
+    except Exception as err:  # Orbax and TensorStore raise plain exceptions for unreadable bytes
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointDamaged(step, f"cannot be read: {type(err).__name__}: {first}") from err
+    if not isinstance(meta, dict) or not isinstance(meta.get("full_hash"), str):
+        raise CheckpointDamaged(step, "its record has no full_hash to verify the state against")
+    if digest != meta["full_hash"]:
+        raise CheckpointDamaged(step, f"restores to hash {digest[:12]}, but {meta['full_hash'][:12]} was recorded")
+    return state, dict(meta)

@@ -80,10 +80,10 @@ def requested_cluster(env: Mapping[str, str] = os.environ) -> str | None:
 def join_cluster(env: Mapping[str, str] = os.environ) -> Cluster:
     """Join the cluster the environment names (before any JAX computation), or stay alone."""
     how = requested_cluster(env)
+    if env.get("EXP_LAUNCHER_PID"):  # started by `exp launch` or `exp audit`: end with it
+        _end_with_launcher(int(env["EXP_LAUNCHER_PID"]))
     if how is None:
         return SINGLE
-    if env.get("EXP_LAUNCHER_PID"):
-        _end_with_launcher(int(env["EXP_LAUNCHER_PID"]))
     import jax
 
     # Cross-process collectives on CPU go through gloo; accelerators ignore the option.
@@ -103,7 +103,7 @@ def join_cluster(env: Mapping[str, str] = os.environ) -> Cluster:
 
 
 def _end_with_launcher(launcher: int) -> None:
-    """Be SIGKILLed when the `exp launch` that started this process dies (Linux)."""
+    """Be SIGKILLed when the `exp launch` or `exp audit` that started this process dies (Linux)."""
     import ctypes
     import signal
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
@@ -64,13 +65,20 @@ def _version(package: str) -> str:
         return "absent"
 
 
-def environment_class(mesh_shape: dict[str, int]) -> dict[str, Any]:
-    """Everything besides the trajectory that decides the bits, and its digest."""
+def environment_class(mesh_shape: dict[str, int], imported: Iterable[str] = ()) -> dict[str, Any]:
+    """Everything besides the trajectory that decides the bits, and its digest.
+
+    `imported` names the installed distributions custom code imports (the
+    plan's `distributions`); their versions join the fixed list, which is
+    unchanged without them so the class of a spec without custom code is too.
+    """
     import jax
 
     devices = jax.devices()
+    packages = {name: _version(name) for name in _PACKAGES}
+    packages.update({name: _version(name) for name in sorted(set(imported)) if name not in packages})
     cls = {
-        "packages": {name: _version(name) for name in _PACKAGES},
+        "packages": packages,
         "python": ".".join(platform.python_version_tuple()[:2]),
         "machine": platform.machine(),
         "backend": jax.default_backend(),

@@ -108,9 +108,11 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
         cluster = join_cluster()  # before any computation: JAX's devices are the cluster's from here on
         guard.reclaim()
 
+        from .lora_base import pin_base
         from .quiet import NativeStderrToFile, NativeStdoutToFile, background_errors_captured
         from .session import Session  # imports JAX, after the settings are in place
 
+        base = pin_base(plan, rundir, options.spec_dir)  # may refuse: nothing is written yet
         created = first_missing(rundir.root.absolute()) if cluster.primary else None
         rundir.root.mkdir(parents=True, exist_ok=True)
         log = rundir.root / cluster.own("stderr.log")
@@ -118,7 +120,7 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
             with (
                 NativeStdoutToFile(log) if cluster.joined else nullcontext(),
                 NativeStderrToFile(log),
-                Session(plan, rundir, options, previous, guard, cluster) as session,
+                Session(plan, rundir, options, previous, guard, cluster, base) as session,
                 background_errors_captured(session.background),
             ):
                 return session.run()

@@ -207,6 +207,7 @@ class _Loop:
             "spec": self.plan.fingerprints.spec,
             "data": self.comps.data.fingerprint,
             "base_weights": self.comps.base_weights,
+            "base_checkpoint": self.comps.base_checkpoint,
         }
         if self.checkpointer.save(step, copy, meta, force=force):
             blocked = time.perf_counter() - began

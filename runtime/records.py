@@ -4,6 +4,12 @@ A run can be killed between any two bytes. Each record is one line written
 with a single `write` and flushed, so what reaches the file is a prefix of the
 intended content: at worst the last line is torn. `repair_tail` cuts a torn
 last line on resume; no complete line is ever rewritten or lost.
+
+So a torn last line is the one damage a kill can do, and readers skip it. Any
+other line that holds no record (not UTF-8, not JSON, NUL bytes from a disk
+that lost blocks, not an object) is damage no writer of this format makes: the
+reader reports it as `DamagedRecord`, naming the file and line, instead of
+guessing what the file meant.
 """
 
 from __future__ import annotations
@@ -17,7 +23,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["Discard", "JsonLines", "RunLock", "RunLocked", "iter_jsonl", "read_jsonl", "repair_tail"]
+__all__ = [
+    "DamagedRecord",
+    "Discard",
+    "JsonLines",
+    "RunLock",
+    "RunLocked",
+    "iter_jsonl",
+    "iter_records",
+    "read_jsonl",
+    "repair_tail",
+]
 
 
 def repair_tail(path: Path) -> int:
@@ -50,17 +66,53 @@ def repair_tail(path: Path) -> int:
     return size - keep
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSON-lines file, skipping a torn last line."""
+class DamagedRecord(ValueError):
+    """A complete line of a JSON-lines file that holds no record; says which file and line."""
+
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{path}:{line}: {reason}")
+
+
+def _record(path: Path, number: int, raw: bytes) -> dict[str, Any]:
+    if b"\0" in raw:
+        raise DamagedRecord(path, number, "holds NUL bytes, not a record")
     try:
-        handle = path.open("r", encoding="utf-8")
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DamagedRecord(path, number, "not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise DamagedRecord(path, number, f"not JSON ({err.msg} at column {err.colno})") from None
+    except ValueError as err:  # an integer too long to convert
+        raise DamagedRecord(path, number, f"not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise DamagedRecord(path, number, f"not a JSON object (a {type(record).__name__})")
+    return record
+
+
+def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number from 1, record) for each complete line of a JSON-lines file.
+
+    A missing file has no records and a torn last line is skipped; any other line
+    that is not a JSON object raises `DamagedRecord`.
+    """
+    try:
+        handle = path.open("rb")
     except FileNotFoundError:
         return
     with handle:
-        for line in handle:
-            if not line.endswith("\n"):
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
                 return
-            yield json.loads(line)
+            yield number, _record(path, number, raw)
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a JSON-lines file (see `iter_records`)."""
+    for _, record in iter_records(path):
+        yield record
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

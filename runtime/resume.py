@@ -35,7 +35,8 @@ class ResumePoint:
 
 
 def check_identity(checkpointer: Checkpointer, plan: Plan, comps: Components, where: str) -> None:
-    """Refuse checkpoints of another trajectory or of other data (reads only their JSON records)."""
+    """Refuse checkpoints of another trajectory, of other data or of other LoRA base
+    weights (reads only their JSON records)."""
     for step in reversed(checkpointer.steps()):
         try:
             meta = checkpointer.read_meta(step)
@@ -45,6 +46,16 @@ def check_identity(checkpointer: Checkpointer, plan: Plan, comps: Components, wh
             raise RunRefused(
                 f"{checkpointer.directory}/{step}: checkpoint of trajectory {str(meta.get('trajectory'))[:12]}, "
                 f"this spec has {plan.fingerprints.trajectory[:12]}"
+            )
+        pinned, used = meta.get("base_checkpoint"), comps.base_checkpoint
+        if (
+            isinstance(pinned, dict)
+            and used is not None
+            and (pinned.get("step"), pinned.get("full_hash")) != (used["step"], used["full_hash"])
+        ):
+            raise RunRefused(
+                f"{checkpointer.directory}/{step}: checkpoint trained on base run {pinned.get('run')} step "
+                f"{pinned.get('step')}, but base step {used['step']} was loaded; use another --run-dir"
             )
         if meta.get("data") != comps.data.fingerprint:
             raise RunRefused(

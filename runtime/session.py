@@ -16,6 +16,7 @@ from .environment import environment_class
 from .hashing import full_hash
 from .launch import RunFailed, RunOptions, RunResult
 from .loop import Recorders, train_loop
+from .lora_base import BaseWeights
 from .progress import ProgressReport
 from .records import Discard, JsonLines, RunLock, read_jsonl
 from .resume import ResumePoint, check_identity, find_resume_point
@@ -43,9 +44,12 @@ class Session:
         previous: Plan | None,
         guard: PreemptionGuard,
         cluster: Cluster,
+        base: BaseWeights | None = None,
     ) -> None:
         self.plan, self.rundir, self.options, self.previous, self.guard = plan, rundir, options, previous, guard
         self.cluster = cluster
+        self.base = base
+        """LoRA base weights, pinned and verified before the run directory was touched."""
         self.lock = RunLock(rundir.root / cluster.own(rundir.lock.name))
         self.recorders: Recorders | None = None
         self.checkpointer: Checkpointer | None = None
@@ -108,6 +112,7 @@ class Session:
                 trajectory=self.plan.fingerprints.trajectory,
                 data=comps.data.fingerprint,
                 base_weights=comps.base_weights,
+                base_checkpoint=comps.base_checkpoint,
             )
             return comps.state, 0
         self.event("resume", step=point.step, attempt=attempt, full_hash=point.meta["full_hash"])
@@ -142,7 +147,7 @@ class Session:
         total = plan.spec.train.steps
         # Counted before any process of a cluster can record this attempt's start.
         attempt = sum(1 for e in read_jsonl(rundir.events) if e.get("event") in ("start", "resume"))
-        comps = build_components(plan, options.spec_dir, options.allow_imports, self.cluster)
+        comps = build_components(plan, options.spec_dir, options.allow_imports, self.cluster, self.base)
         if plan.checkpoint.enabled:
             self.checkpointer = Checkpointer(
                 rundir.checkpoints(plan, options.spec_dir),
@@ -174,7 +179,7 @@ class Session:
             self.recorders.metrics = TensorBoardMetrics(self.recorders.metrics, folder, purge)
         if self.lock.previous and self.lock.previous.get("pid"):
             self.event("lock_takeover", previous=self.lock.previous)
-        notes = self._record_setup(environment_class(dict(comps.layout.sizes)))
+        notes = self._record_setup(environment_class(dict(comps.layout.sizes), plan.distributions))
         if self.checkpointer is not None:
             self._set_aside(point)
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["AUDITS", "RunStatus", "Status", "find_runs", "read_status"]
+__all__ = ["AUDITS", "RunStatus", "Status", "find_runs", "lock_holder", "read_status"]
 
 AUDITS = "audits.jsonl"
 """`exp audit RUN_DIR` appends one line per check to this file in the run directory."""
@@ -87,8 +87,9 @@ def _records_backwards(path: Path, block: int = 1 << 16) -> Iterator[dict[str, A
             end = start
 
 
-def _held(root: Path) -> dict[str, Any] | None:
-    """The LOCK holder's record when a live process holds a lock of `root` (any process of a cluster)."""
+def lock_holder(root: Path) -> dict[str, Any] | None:
+    """The LOCK holder's record when a live process holds a lock of `root` (any process
+    of a cluster), else None: whether the run in `root` is live, without touching it."""
     for lock in sorted(root.glob("LOCK*")):
         try:
             fd = os.open(lock, os.O_RDONLY)
@@ -151,7 +152,7 @@ def _last_step(root: Path) -> int | None:
 
 
 def _status(root: Path, event: dict[str, Any] | None) -> tuple[Status, str | None]:
-    holder = _held(root)
+    holder = lock_holder(root)
     if holder is not None:
         return "running", f"pid {holder['pid']} on {holder.get('host')}" if holder.get("pid") else None
     if event is None:

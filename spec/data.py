@@ -34,21 +34,14 @@ class TextChars(_Data):
 
     kind: Literal["text_chars"] = trajectory()
     """Data source."""
-    path: NonEmptyStr | None = trajectory(None, path=True)
-    """A UTF-8 text file; relative paths resolve against the spec file's folder."""
-    source: Literal["python-docs"] | None = trajectory(None)
-    """A bundled text instead of `path`: `python-docs` is the standard library's
-    documentation text (`pydoc_data.topics`), present in every Python install."""
+    path: NonEmptyStr = trajectory(path=True)
+    """A UTF-8 text file; relative paths resolve against the spec file's folder.
+    Its bytes are fingerprinted as the run's `data` input (there are no built-in
+    texts: one read from the installed Python would differ between patch releases)."""
     seq_len: int = trajectory(128, gt=0, le=1 << 20)
     """Tokens per training window."""
     test_fraction: TestFraction = trajectory(0.1)
     """Share of the text (its tail) held out for evaluation."""
-
-    @model_validator(mode="after")
-    def _one_text(self) -> TextChars:
-        if (self.path is None) == (self.source is None):
-            raise rule_error("path", "give exactly one of data.path and data.source", got=self.path)
-        return self
 
 
 class Synthetic(_Data):

@@ -17,7 +17,8 @@ HELP = """Prove a spec's runs are deterministic and resume bit-exactly; verify p
 
 A spec gets two fresh-process runs (one cut and resumed): determinism and resume.
 A run directory gets `integrity` (and `segment` with --segment S:E).
-Exit 0 all hold, 1 a check failed, 2 bad input or a run could not be made.
+Exit 0 all hold, 1 a check failed, 2 bad input or a run could not be made;
+75 (SIGTERM) or 130 (SIGINT) when stopped: its runs are stopped first.
 
 Example: exp audit examples/digits_mlp.toml --steps 40 --junit report.xml"""
 
@@ -51,15 +52,22 @@ def command(
     ] = None,
     junit_out: Annotated[Path | None, typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report.")] = None,
     allow_import: AllowImportOpt = None,
+    allow_other_environment: Annotated[
+        bool,
+        typer.Option(
+            "--allow-other-environment",
+            help="With --lock: a lock entry from another environment class is reported and skipped, not failed.",
+        ),
+    ] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the audit's run directories.")] = False,
 ) -> None:
+    from exp.audit.children import StoppedBySignal, stopped_on_signal
     from exp.audit.run import AuditRequest, run_audit
 
     targets = targets or []
     if not targets and lock is None:
         say("exp audit: give a spec, a run directory or --lock FILE")
         raise typer.Exit(EXIT_INVALID)
-    workdir = Path(tempfile.mkdtemp(prefix="exp-audit-"))
     request = AuditRequest(
         targets=tuple(targets),
         steps=steps,
@@ -69,15 +77,26 @@ def command(
         spec=str(spec) if spec else None,
         lock=lock,
         allow_imports=tuple(allow_import or ()),
+        allow_other_environment=allow_other_environment,
     )
     t0 = time.perf_counter()
+    workdir: Path | None = None
+    stopped: StoppedBySignal | None = None
     try:
-        report = run_audit(request, workdir)
+        with stopped_on_signal():  # a SIGTERM or SIGINT stops and reaps every run first
+            workdir = Path(tempfile.mkdtemp(prefix="exp-audit-"))
+            report = run_audit(request, workdir)
+    except StoppedBySignal as stop:
+        stopped = stop
     finally:
-        if keep:
+        if workdir is not None and keep:
             say(f"audit runs kept in {workdir}")
-        else:
+        elif workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+    if stopped is not None:
+        left = "kept" if keep else "removed"
+        say(f"exp audit: stopped by {stopped.name}; its runs were stopped and their folder {left}")
+        raise typer.Exit(stopped.exit_code)
     report.seconds = time.perf_counter() - t0
     from .audit_render import render_report
 

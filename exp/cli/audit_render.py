@@ -22,14 +22,28 @@ def _details(result: CheckResult) -> list[str]:
     for distance in result.distances[:8]:
         lines.append(f"    {distance.get('text', distance)}")
     if result.environment:
-        for key, (a, b) in list(result.environment.items())[:6]:
-            lines.append(f"  environment {key}: {a} vs {b}")
-    for key, value in result.details.items():
+        for key, (a, b) in list(result.environment.items())[:12]:
+            lines.append(f"  environment {key}: {a} (locked) vs {b} (now)")
+    details = result.details
+    for key, (a, b) in details.get("inputs", {}).items():
+        lines.append(f"  input {key}: {a} (locked) vs {b} (now)")
+    for key, (a, b) in details.get("changes", {}).items() if result.kind == "trajectory_changed" else ():
+        lines.append(f"  trajectory field {key}: {a!r} (locked) vs {b!r} (now)")
+    for key, value in details.items():
         if key in ("localisation", "bad"):
             lines.append(f"  {key}: {value}")
     if result.likely_cause:
         lines.append(f"  likely cause: {result.likely_cause}")
+    if "install" in details:
+        lines.append(f"  install the locked versions: {details['install']}")
+    if "rerecord" in details:
+        lines.append(f"  re-record the lock: {details['rerecord']}")
     return lines
+
+
+def _explained(result: CheckResult) -> bool:
+    """Failures, checks that could not run, and checks skipped in another environment."""
+    return result.status in ("failed", "error") or result.kind in ("environment_changed", "cross_environment")
 
 
 def render_report(report: AuditReport) -> None:
@@ -48,7 +62,7 @@ def render_report(report: AuditReport) -> None:
         )
     console.print(table)
     for result in report.results:
-        if result.status in ("failed", "error") or result.kind == "cross_environment":
+        if _explained(result):
             console.print()
             for line in _details(result):
                 console.print(line, markup=False)

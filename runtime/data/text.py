@@ -17,16 +17,9 @@ from exp.spec.data import TextChars
 
 from .base import EVAL_LIMIT, BatchOrder, DataError, padded_batches, read_bytes, resolve_path
 
-__all__ = ["TextSource", "build_text", "python_docs"]
+__all__ = ["TextSource", "build_text"]
 
 VOCAB_SIZE = 256
-
-
-def python_docs() -> bytes:
-    """The standard library's documentation topics: a sizeable text every Python ships."""
-    from pydoc_data.topics import topics
-
-    return "\n".join(topics[key] for key in sorted(topics)).encode("utf-8")
 
 
 class TextSource:
@@ -89,15 +82,10 @@ class TextSource:
 
 
 def build_text(spec: TextChars, seeds: Mapping[str, int], spec_dir: Path) -> TextSource:
-    if spec.source == "python-docs":
-        raw, name = python_docs(), "python-docs"
-    else:
-        assert spec.path is not None  # the spec allows exactly one of path and source
-        path = resolve_path(spec.path, spec_dir)
-        raw, name = read_bytes(path, "data.path"), str(path)
+    path = resolve_path(spec.path, spec_dir)
     return TextSource(
-        raw,
-        name,
+        read_bytes(path, "data.path"),
+        str(path),
         seq_len=spec.seq_len,
         batch_size=spec.batch_size,
         test_fraction=spec.test_fraction,

@@ -35,6 +35,7 @@ def test_digits_audit_holds_at_every_step(tmp_path):
     assert by["determinism"]["status"] == by["resume"]["status"] == "passed"
     assert by["determinism"]["compared_steps"] == list(range(0, 21))
     assert by["resume"]["compared_steps"] == list(range(21, 41))
+    assert by["resume"]["details"]["resumed_at"] == [20]
     assert "all checks hold" in stderr
 
 
@@ -43,7 +44,9 @@ def test_several_cuts_with_sigkill(tmp_path):
     assert code == 0, stderr
     resume = checks(report)["resume"]
     assert resume["details"]["cuts"] == [6, 12] and resume["details"]["kill"] is True
-    assert resume["compared_steps"][-1] == 18
+    # Each kill landed after the checkpoint at its cut committed, before the next one did.
+    assert resume["details"]["resumed_at"] == [6, 12]
+    assert resume["compared_steps"] == list(range(7, 19))
 
 
 def test_unseeded_initialisation_fails_determinism_at_step_0(tmp_path):

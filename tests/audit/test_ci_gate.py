@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
 
@@ -21,13 +22,36 @@ def test_committed_lockfile_verifies(tmp_path):
     assert result.returncode == 0, result.stderr
     checks = json.loads(report.read_text())["checks"]
     assert {c["name"] for c in checks} == {"digits-mlp", "char-transformer", "custom-sines"}
-    # Same environment class: bitwise. Another class (other package versions): reported, not failed.
-    assert all(c["status"] in ("passed", "skipped") for c in checks)
+    # A skipped check proves nothing: every entry must reproduce bitwise. Install with
+    # examples/ci/exp.constraints.txt (as .ci/run does) to be in the locked environment class.
+    assert [(c["status"], c["kind"]) for c in checks] == [("passed", "reproduced")] * 3, result.stderr
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
 
 
 def test_lockfile_holds_no_machine_paths():
     text = (CI / "exp.lock").read_text()
     assert str(ROOT.parent) not in text and "/tmp/" not in text
+    absolute = [s for s in _strings(json.loads(text)) if PurePosixPath(s).is_absolute() or PureWindowsPath(s).drive]
+    assert absolute == []
+
+
+def test_committed_constraints_pin_the_lock_and_the_gates_install_with_them():
+    lock = json.loads((CI / "exp.lock").read_text())
+    printed = exp("lock", "--constraints", str(CI / "exp.lock"))
+    assert printed.returncode == 0, printed.stderr
+    assert (CI / "exp.constraints.txt").read_text() == printed.stdout, "re-record: exp lock ... -o examples/ci/exp.lock"
+    pins = {line.split("==")[0]: line.split("==")[1] for line in printed.stdout.splitlines() if "==" in line}
+    assert all(pins == {**pins, **e["environment"]["packages"]} for e in lock["entries"])
+    install = "-c examples/ci/exp.constraints.txt"
+    for script in (CI / "audit.sh", CI / "github-workflow.yml", ROOT / ".ci" / "run"):
+        assert install in script.read_text(), f"{script.name} installs without the lock's constraints"
 
 
 @pytest.mark.slow
@@ -43,4 +67,4 @@ def test_plain_shell_gate_installs_and_passes(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     cases = ET.parse(report).getroot().findall(".//testcase")
-    assert len(cases) == 3 and all(c.find("failure") is None for c in cases)
+    assert len(cases) == 3 and all(c.find("failure") is None and c.find("skipped") is None for c in cases)

@@ -103,7 +103,7 @@ def test_an_edited_custom_module_is_the_reason_when_no_field_changed(tmp_path):
     code, document = diff_json(tmp_path / "plan.json", spec)
     assert code == 1
     [change] = document["changes"]
-    assert change["key"] == "plan.sources.lab.models:make_regressor" and change["class"] == "trajectory"
+    assert change["key"] == "plan.sources.lab.models" and change["class"] == "trajectory"
     assert change["a"] != change["b"]
 
 

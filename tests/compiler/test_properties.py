@@ -60,7 +60,10 @@ def datas(draw, batch: int) -> dict[str, Any]:
     elif kind == "npz":
         data |= {"path": draw(st.sampled_from(["data.npz", "sub/x.npz", "/abs/y.npz"]))}
     elif kind == "text_chars":
-        data |= {"source": "python-docs", "seq_len": draw(st.integers(1, 256))}
+        data |= {
+            "path": draw(st.sampled_from(["corpus.txt", "data/text.txt", "/abs/t.txt"])),
+            "seq_len": draw(st.integers(1, 256)),
+        }
     if kind != "text_chars":
         data["test_fraction"] = draw(st.floats(0.01, 0.99))
     return data

@@ -110,7 +110,7 @@ steps = 10
     [
         ("", 'kind = "custom"\ntarget = "lab.data:make"', "custom data"),
         ("", 'kind = "npz"\npath = "missing.npz"', "data.path"),
-        ("", 'kind = "text_chars"\nsource = "python-docs"', "needs a classification or regression dataset"),
+        ("", 'kind = "text_chars"\npath = "corpus.txt"', "needs a classification or regression dataset"),
         ('lora = { targets = ["query"] }', 'kind = "sklearn_digits"', "match no linear layer"),
     ],
     ids=["custom-data", "npz-missing", "mlp-on-text", "lora-no-match"],

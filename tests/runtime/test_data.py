@@ -15,7 +15,7 @@ import pytest
 from exp.compiler import plan_spec
 from exp.runtime.data import DataSource, build_data
 from exp.runtime.data.base import EVAL_LIMIT, DataError
-from exp.spec import ImportNotAllowed
+from exp.spec import ImportNotAllowed, SpecError
 from tests.conftest import EXAMPLES, ROOT
 
 DIGITS = EXAMPLES / "digits_mlp.toml"
@@ -226,14 +226,31 @@ def test_text_windows_are_shifted_bytes_of_the_file(tmp_path):
     assert len(starts) == info.train_size // 4 * 4
 
 
-def test_python_docs_text_and_unigram_entropy(tmp_path):
-    source, _ = build(spec=CHARS)
+SHIPPED_TEXT = EXAMPLES / "data" / "python_docs_topics.txt"
+SHIPPED_SHA256 = "2a95af4ac93f5b719944030ce3769070ddf827d847cba42192afa8da989e5dc4"
+"""The committed text's bytes: an edit (or a checkout that rewrites line endings) changes every lock."""
+
+
+def test_char_example_trains_on_the_shipped_text(tmp_path):
+    source, plan = build(spec=CHARS)
+    assert plan.spec.data.path == "data/python_docs_topics.txt"
+    assert hashlib.sha256(SHIPPED_TEXT.read_bytes()).hexdigest() == SHIPPED_SHA256
+    assert source.fingerprint == SHIPPED_SHA256, "the run's data input is the shipped file's content"
     assert source.info.vocab_size == 256 and source.info.train_size > 1000
     batch = source.train_batch(0)
     np.testing.assert_array_equal(batch["x"][:, 1:], batch["y"][:, :-1])
     assert 2.0 < source.unigram_entropy() < math.log(256)
     two, _ = build(text_override(write_text(tmp_path, b"ab" * 400)), spec=CHARS)
     assert two.unigram_entropy() == pytest.approx(math.log(2))
+
+
+def test_no_module_reads_data_shipped_with_the_installed_python():
+    """Such data differs between patch releases of one Python, which the environment class does not tell apart."""
+    sources = [p for folder in ("exp", "spec", "compiler", "runtime", "audit") for p in (ROOT / folder).rglob("*.py")]
+    assert len(sources) > 20
+    assert [str(p.relative_to(ROOT)) for p in sources if "pydoc_data" in p.read_text(encoding="utf-8")] == []
+    with pytest.raises(SpecError, match="data.source: unknown key"):
+        build('data.source="python-docs"', spec=CHARS)
 
 
 def test_text_too_short_or_missing_is_a_data_error(tmp_path):

@@ -153,10 +153,10 @@ def test_rule_error_points_at_the_offending_line(write_spec):
     assert line.startswith(f"{spec}:6: model.heads:")
 
 
-def test_text_data_needs_exactly_one_source(write_spec):
+def test_text_data_needs_a_path(write_spec):
     spec = write_spec(MINIMAL.replace('kind = "sklearn_digits"', 'kind = "text_chars"'))
     (line,) = problems(spec)
-    assert "data.path: give exactly one of data.path and data.source" in line
+    assert "data.path: required key is missing" in line
 
 
 @pytest.mark.parametrize("content,expected", [(None, "no such file"), ("dir", "is a directory, not a spec file")])

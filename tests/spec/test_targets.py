@@ -79,7 +79,7 @@ def test_import_needs_an_allowance(lab):
 def test_plan_fingerprints_the_target_source_without_importing(lab):
     before = plan_spec(lab / "spec.toml")
     assert not (lab / "mylab_models" / "IMPORTED").exists()
-    assert set(before.fingerprints.sources) == {"mylab_models.nets:build"}
+    assert set(before.fingerprints.sources) == {"mylab_models", "mylab_models.nets"}
     assert "custom.model" in before.seeds
     nets = lab / "mylab_models" / "nets.py"
     nets.write_text(nets.read_text() + "\n# a change to the model code\n")
