@@ -302,6 +302,10 @@ def _recorded_plan(run_dir: Path) -> Plan:
 
 LIVE_RETIRED = "retired_while_reading"
 """Detail of an integrity result: steps a live run retired while the audit read them."""
+UNRECORDED = "without_ledger_record"
+"""Detail of an integrity result: checkpoints the ledger has no record of, checked against their own metadata."""
+RECOVERED = "recovered_records"
+"""Detail of an integrity result: checkpoints whose ledger record a later attempt recovered from their metadata."""
 
 
 def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
@@ -324,6 +328,13 @@ def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
     survey = survey_checkpoints(directory, ledger.checkpoints, lambda: lock_holder(run_dir) is not None)
     checked, bad, retired = sorted([*survey.verified, *survey.bad]), survey.bad, survey.retired
     details: dict[str, object] = {LIVE_RETIRED: retired} if retired else {}
+    # Said, never silent: a checkpoint without a ledger record was checked against its own metadata only.
+    unrecorded = [step for step in checked if step not in ledger.checkpoints]
+    recovered = [step for step in checked if step in ledger.recovered]
+    if unrecorded:
+        details[UNRECORDED] = unrecorded
+    if recovered:
+        details[RECOVERED] = recovered
     result = partial(
         CheckResult, "integrity", str(run_dir), plan.name, compared_steps=checked, seconds=time.perf_counter() - t0
     )
@@ -333,6 +344,13 @@ def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
     if not checked:
         return result("error", "no checkpoints to check")
     also = f"; {len(retired)} more retired by the run while being read" if retired else ""
+    if unrecorded:
+        also += (
+            f"; {len(unrecorded)} without a ledger record (checked against their own metadata only: "
+            f"{describe_steps(unrecorded)})"
+        )
+    if recovered:
+        also += f"; {len(recovered)} recorded from their own metadata after a kill ({describe_steps(recovered)})"
     if bad:
         first = min(bad)
         return result(

@@ -49,6 +49,9 @@ class Ledger:
     """Steps recorded twice with different bits: (earlier, later)."""
     checkpoints: dict[int, str] = field(default_factory=dict)
     """Step -> full hash recorded when its checkpoint was committed (the latest save)."""
+    recovered: set[int] = field(default_factory=set)
+    """Steps whose latest checkpoint record was recovered by a later attempt from the
+    checkpoint's own metadata (the save's record was lost to a kill), not written at commit."""
 
     def fresh(self, attempt: int) -> bool:
         """Whether an attempt started from step 0 (only fresh starts record step 0)."""
@@ -109,6 +112,10 @@ def read_ledger(run_dir: Path) -> Ledger:
             ledger.leaf_names = [f"params/{p}" for p in record["params"]] + [f"opt/{p}" for p in record["opt"]]
         elif kind == "checkpoint":
             ledger.checkpoints[record["step"]] = record["full_hash"]
+            if record.get("recovered") is True:
+                ledger.recovered.add(record["step"])
+            else:
+                ledger.recovered.discard(record["step"])
         elif kind == "step":
             new = StepRecord(
                 record["step"], record["params"], record["opt"], record["leaves"], record.get("attempt", 0)

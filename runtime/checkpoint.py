@@ -7,19 +7,15 @@ are forced. A checkpoint holds the train state and a JSON record with the step,
 the plan fingerprints and the state's full canonical hash, so a restore can be
 proved exact.
 
-Another run's checkpoints (a LoRA base) are read through `read_verified`: a
-read-only manager that creates, tidies and deletes nothing there, and a state
-that must hash to its record, since Orbax stores raw chunks without checksums.
+Checkpoints this process did not just write (a LoRA base, an audited run) are
+read through `checkpoint_reads`: read-only, and verified against their record.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +26,9 @@ from orbax.checkpoint import checkpoint_managers as policies
 from exp.compiler import CheckpointPolicy
 
 from .cluster import SINGLE, Cluster, barrier
-from .hashing import full_hash
 from .types import PyTree
 
-__all__ = [
-    "COMMIT_MARKER",
-    "CheckpointDamaged",
-    "Checkpointer",
-    "abstract_like",
-    "newest_record",
-    "read_verified",
-    "saved_steps",
-]
+__all__ = ["COMMIT_MARKER", "Checkpointer", "abstract_like"]
 
 COMMIT_MARKER = "commit_success.txt"
 """Orbax writes it last; a step folder without it was never finished."""
@@ -117,8 +104,10 @@ class Checkpointer:
     def set_aside(self, step: int, why: str) -> Path | None:
         """Move a checkpoint out of Orbax's sight (kept for inspection, never deleted).
 
-        Every process of a cluster calls it; the primary alone moves the folder."""
-        target = self._move(self.directory / str(step), why) if self.cluster.primary else None
+        Every process of a cluster calls it, for the same steps in the same order
+        (each call is a barrier); the primary alone moves the folder, if it sees one."""
+        folder = self.directory / str(step)
+        target = self._move(folder, why) if self.cluster.primary and folder.is_dir() else None
         barrier(self.cluster, f"set-aside-{step}")
         self.manager.reload()
         return target
@@ -141,18 +130,46 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def restore(self, step: int, target: PyTree) -> tuple[PyTree, dict[str, Any]]:
-        """The state saved at `step`, laid out like `target`, and its record."""
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_like(target)), meta=ocp.args.JsonRestore())
-        restored = self.manager.restore(step, args=args)
-        return restored.state, dict(restored.meta)
+        """The state saved at `step`, laid out like `target`, and its record.
+
+        Read by this process alone, through Orbax's item handlers: the manager's
+        restore ends in a cross-process barrier, so in a cluster a member whose
+        read fails would leave the others waiting there while it moves on to
+        another collective (gloo aborts on the mismatch). In an FSDP layout each
+        member reads only its own shards; the members agree on the outcome
+        afterwards (`runtime/resume.py`).
+        """
+        handler = ocp.StandardCheckpointHandler()
+        try:
+            args = ocp.args.StandardRestore(abstract_like(target))
+            state = handler.restore(self._item(step, "state"), args=args)
+        finally:
+            handler.close()
+        return state, self.read_meta(step)
 
     def read_meta(self, step: int) -> dict[str, Any]:
-        restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(restored.meta)
+        """The JSON record saved at `step` (read by this process alone, like `restore`)."""
+        return dict(ocp.JsonCheckpointHandler().restore(self._item(step, "meta")))
+
+    def _item(self, step: int, name: str) -> Path:
+        folder = self.directory / str(step) / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such checkpoint item")
+        return folder
 
     def saving(self) -> bool:
         """Whether a background write is still in progress."""
         return self.manager.is_saving_in_progress()
+
+    def committed(self, step: int) -> bool:
+        """Whether the save of `step` has committed (one `stat`, no listing).
+
+        Orbax commits a step by giving its folder the final name with the
+        marker inside (a rename of the temporary folder, or on storage without
+        renames the marker written last), so the folder under the step's own
+        name holding the marker is the commit itself, never a write in progress.
+        """
+        return (self.directory / str(step) / COMMIT_MARKER).exists()
 
     def wait(self) -> None:
         """Block until background writes are committed."""
@@ -161,81 +178,3 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
-
-
-class CheckpointDamaged(Exception):
-    """A checkpoint that cannot be read, or does not restore to the hash recorded at save."""
-
-    def __init__(self, step: int, reason: str) -> None:
-        self.step = step
-        self.reason = (str(reason).strip().splitlines() or [""])[0][:200]
-        super().__init__(f"checkpoint {step}: {self.reason}")
-
-
-@contextmanager
-def _read_only(directory: Path) -> Iterator[ocp.CheckpointManager]:
-    # Orbax warns through absl on every read-only open; failures still raise.
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    options = ocp.CheckpointManagerOptions(
-        read_only=True, create=False, cleanup_tmp_directories=False, save_interval_steps=0
-    )
-    try:
-        with ocp.CheckpointManager(directory.absolute(), item_names=("state", "meta"), options=options) as manager:
-            yield manager
-    finally:
-        logger.setLevel(level)
-
-
-def saved_steps(directory: Path) -> list[int]:
-    """Committed checkpoints in another run's `directory`, oldest first (read-only)."""
-    if not directory.is_dir():
-        return []
-    with _read_only(directory) as manager:
-        return sorted(manager.all_steps())
-
-
-def newest_record(directory: Path) -> tuple[int, dict[str, Any]] | None:
-    """The newest committed checkpoint in `directory` whose JSON record reads, and that record (read-only)."""
-    if not directory.is_dir():
-        return None
-    with _read_only(directory) as manager:
-        for step in sorted(manager.all_steps(), reverse=True):
-            try:
-                meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-            except Exception:  # an unreadable record is judged when that checkpoint is restored
-                continue
-            if isinstance(meta, dict):
-                return step, dict(meta)
-    return None
-
-
-def read_verified(directory: Path, step: int) -> tuple[PyTree, dict[str, Any]]:
-    """The host state and record saved at `step` in `directory`, proven to be the saved bytes.
-
-    Restored without a target (the reader need not know the saver's optimizer),
-    onto one local device when the saving mesh is not here; the canonical hash
-    is invariant to that. Raises `CheckpointDamaged` for anything else.
-    """
-    try:
-        with _read_only(directory) as manager:
-            if step not in manager.all_steps():
-                raise CheckpointDamaged(step, f"no committed checkpoint for step {step} in {directory}")
-            local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-            args = ocp.args.Composite(
-                state=ocp.args.StandardRestore(fallback_sharding=local), meta=ocp.args.JsonRestore()
-            )
-            restored = manager.restore(step, args=args)
-            state, meta = jax.device_get(restored.state), restored.meta
-        digest = full_hash(state)
-    except CheckpointDamaged:
-        raise
-    except Exception as err:  # Orbax and TensorStore raise plain exceptions for unreadable bytes
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise CheckpointDamaged(step, f"cannot be read: {type(err).__name__}: {first}") from err
-    if not isinstance(meta, dict) or not isinstance(meta.get("full_hash"), str):
-        raise CheckpointDamaged(step, "its record has no full_hash to verify the state against")
-    if digest != meta["full_hash"]:
-        raise CheckpointDamaged(step, f"restores to hash {digest[:12]}, but {meta['full_hash'][:12]} was recorded")
-    return state, dict(meta)

@@ -14,7 +14,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["SINGLE", "Cluster", "ClusterError", "agree_any", "barrier", "join_cluster", "requested_cluster"]
+__all__ = [
+    "SINGLE",
+    "Cluster",
+    "ClusterError",
+    "agree_any",
+    "barrier",
+    "gather_text",
+    "join_cluster",
+    "requested_cluster",
+]
 
 _EXPLICIT = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
@@ -88,6 +97,8 @@ def join_cluster(env: Mapping[str, str] = os.environ) -> Cluster:
 
     # Cross-process collectives on CPU go through gloo; accelerators ignore the option.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # JAX's preemption notifier would take SIGTERM from exp's own handler (runtime/signals.py).
+    jax.config.update("jax_enable_preemption_service", False)
     if how == "explicit":
         jax.distributed.initialize(
             coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
@@ -138,3 +149,22 @@ def agree_any(cluster: Cluster, flag: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).any())
+
+
+def gather_text(cluster: Cluster, text: str) -> list[str]:
+    """Every process's `text`, by process index; every process gets the same list.
+
+    A collective every process must join (two allgathers: the lengths, then the
+    bytes padded to the longest), so that each can act on what the others saw.
+    """
+    if not cluster.multi:
+        return [text]
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(text.encode(), dtype=np.uint8)
+    lengths = np.asarray(multihost_utils.process_allgather(np.int32(data.size))).reshape(-1)
+    padded = np.zeros(max(int(lengths.max()), 1), dtype=np.uint8)
+    padded[: data.size] = data
+    rows = np.asarray(multihost_utils.process_allgather(padded))
+    return [bytes(row[:length]).decode() for row, length in zip(rows, lengths.tolist())]

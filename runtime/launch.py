@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +53,10 @@ class RunResult:
     eval_metrics: dict[str, float] | None
     compilations: int
     signal: str | None = None
+    checkpoint: int | None = None
+    """The newest committed checkpoint when the attempt ended (None: none): what a preemption kept."""
+    began: int | None = None
+    """The step this attempt trained from (None: it stopped before it knew, having trained nothing)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +68,21 @@ class RunResult:
             "eval": self.eval_metrics,
             "compilations": self.compilations,
             "signal": self.signal,
+            "checkpoint": self.checkpoint,
+            "began": self.began,
         }
+
+    def preemption(self) -> str:
+        """What a preempted attempt did and kept, in words: "checkpoint saved" only
+        when a checkpoint of the step it stopped at committed."""
+        last = f"the last checkpoint is step {self.checkpoint}" if self.checkpoint is not None else "no checkpoint yet"
+        if self.began is None:
+            return f"preempted by {self.signal} before training started: nothing new to save; {last}"
+        if self.step == self.began:
+            return f"preempted by {self.signal} before step {self.step + 1}: nothing new to save; {last}"
+        if self.checkpoint == self.step:
+            return f"preempted by {self.signal} at step {self.step}: checkpoint saved"
+        return f"preempted by {self.signal} at step {self.step}: not saved; {last}"
 
 
 def enable_compilation_cache(path: Path | None) -> None:
@@ -94,22 +112,33 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
     Raises `RunRefused` (exit 2) for a directory of another experiment or one
     in use, `RunFailed` (exit 3) when training cannot go on.
     """
-    # Preemption is honoured from the first moment: a SIGTERM while JAX starts or
+    # Preemption is honoured from the first moment: a signal while `exp` starts
+    # (recorded by its start-up handler, adopted by the guard), while JAX starts or
     # a checkpoint restores still ends in exit 75, not in a killed process.
-    with PreemptionGuard() as guard:
+    with PreemptionGuard() as guard, ExitStack() as held:
         rundir = RunDir(run_dir)
         previous = rundir.check_continuable(plan)  # before anything is written
         if plan.spec.logging.tensorboard:
             require_tensorboard()  # refused (exit 2) before the run directory exists
+        from .cluster import agree_any, join_cluster, requested_cluster
+        from .quiet import NativeStderrToFile, NativeStdoutToFile, background_errors_captured
+
+        # A process that will be a cluster member must join first: its peers wait for it.
+        if guard.requested and requested_cluster() is None:
+            return _preempted_before_training(plan, rundir, options, guard.requested)
         apply_determinism(plan.determinism)
         enable_compilation_cache(options.compilation_cache)
-        from .cluster import join_cluster
-
         cluster = join_cluster()  # before any computation: JAX's devices are the cluster's from here on
         guard.reclaim()
+        if cluster.joined:
+            # Gloo prints a note on fd 1, where --json goes, for each connection it makes,
+            # and not always before the collective returns: none reaches the terminal
+            # (the session's own log takes those of its collectives).
+            held.enter_context(NativeStdoutToFile(Path(os.devnull)))
+        if agree_any(cluster, guard.requested is not None):  # all members stop here, or none
+            return _preempted_before_training(plan, rundir, options, guard.requested or _ANOTHER)
 
         from .lora_base import pin_base
-        from .quiet import NativeStderrToFile, NativeStdoutToFile, background_errors_captured
         from .session import Session  # imports JAX, after the settings are in place
 
         base = pin_base(plan, rundir, options.spec_dir)  # may refuse: nothing is written yet
@@ -123,8 +152,33 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
                 Session(plan, rundir, options, previous, guard, cluster, base) as session,
                 background_errors_captured(session.background),
             ):
-                return session.run()
+                result = session.run()
         except Exception as err:
             if created is not None and input_error(err) is not None:
                 shutil.rmtree(created, ignore_errors=True)  # bad input leaves nothing behind
             raise
+        # After the session closed: every write has ended, committed or not.
+        result.checkpoint = _newest_checkpoint(plan, rundir, options)
+        return result
+
+
+_ANOTHER = "SIGTERM (to another process)"
+_COMMIT_MARKER = "commit_success.txt"
+"""Orbax's mark of a committed step folder (checkpoint.COMMIT_MARKER; that module imports Orbax)."""
+
+
+def _newest_checkpoint(plan: Plan, rundir: RunDir, options: RunOptions) -> int | None:
+    """The newest step whose checkpoint committed in the run's folder (a listing: no Orbax)."""
+    if not plan.checkpoint.enabled:
+        return None
+    folder = rundir.checkpoints(plan, options.spec_dir)
+    found = folder.glob(f"*/{_COMMIT_MARKER}") if folder.is_dir() else ()
+    return max((int(p.parent.name) for p in found if p.parent.name.isdigit()), default=None)
+
+
+def _preempted_before_training(plan: Plan, rundir: RunDir, options: RunOptions, signal: str) -> RunResult:
+    """The result of a run stopped before it trained or wrote anything: it stands at
+    its newest checkpoint (the one the next attempt resumes from), or at step 0."""
+    newest = _newest_checkpoint(plan, rundir, options)
+    step = newest or 0
+    return RunResult("preempted", rundir.root, step, plan.spec.train.steps, None, None, 0, signal, newest, None)

@@ -119,6 +119,10 @@ class LaunchResult:
         lines = [failure.describe() for failure in outcome.failures]
         if outcome.stopped and outcome.failures:
             lines.append(f"stopped the other processes ({', '.join(map(str, outcome.stopped))}) with SIGKILL")
+        if outcome.unstarted and not outcome.interrupted:
+            # Members wait for each other to join: a cluster that never formed trained nothing.
+            started = f"; stopped the {len(outcome.stopped)} started before they joined" if outcome.stopped else ""
+            lines.append(f"preempted by {outcome.signal} before the cluster started{started}: nothing new to save")
         if outcome.interrupted:
             lines.append("interrupted twice: killed every process without saving")
         # A failure of input (exit 2) or of an import (1) would only fail again.
@@ -147,6 +151,7 @@ def launch(options: LaunchOptions, echo: Echo | None = None) -> LaunchResult:
                 os.environ, port=port, processes=options.processes, process_id=i, devices=options.devices_per_process
             ),
             output=None if i == 0 else outputs / f"process-{i}.out",
+            signals_blocked=True,
         )
         for i in range(options.processes)
     ]
@@ -163,8 +168,9 @@ def launch(options: LaunchOptions, echo: Echo | None = None) -> LaunchResult:
         write_json_atomic(launch_file, record)
 
     outcome = supervise(members, grace_s=options.grace_s, echo=echo, on_started=started)
-    if outcome.exit_code == EXIT_INVALID and created is not None:
-        shutil.rmtree(created, ignore_errors=True)  # bad input leaves nothing behind, as with `exp run`
+    if created is not None and (outcome.exit_code == EXIT_INVALID or outcome.unstarted):
+        # Bad input, or a preemption before the cluster formed: nothing behind, as with `exp run`.
+        shutil.rmtree(created, ignore_errors=True)
     elif launch_file.exists():
         write_json_atomic(launch_file, {**record, "returncodes": outcome.returncodes, "exit_code": outcome.exit_code})
     return LaunchResult(run_dir=options.run_dir, port=port, outcome=outcome)

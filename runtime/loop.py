@@ -107,7 +107,8 @@ class _Loop:
         self.max_inflight = max_inflight
         self.inflight: deque[_Pending] = deque()
         self.eval_metrics: dict[str, float] | None = None
-        self.uncommitted: list[tuple[int, str]] = []
+        self.uncommitted: deque[tuple[int, str]] = deque()
+        """Checkpoints handed to Orbax whose commit is not ledgered yet, oldest first: (step, full hash)."""
         self.snapshot: tuple[int, Any, bool, Future[str]] | None = None
         """A checkpoint copied on the device, not yet handed to Orbax: (step, copy, forced, its hash)."""
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exp-checkpoint-hash")
@@ -145,18 +146,27 @@ class _Loop:
             self.retire()
 
     # -- evaluation and checkpoints -------------------------------------
-    def evaluate(self, state: Any, step: int) -> None:
+    def evaluate(self, state: Any, step: int, *, final: bool = False) -> bool:
+        """Evaluate `state` and record it; False when the final evaluation was given up for a stop.
+
+        The final evaluation comes after the last checkpoint has committed and can
+        be long: a stop asked for meanwhile ends the attempt there (single process;
+        a cluster evaluates to the end), and the next attempt evaluates instead.
+        """
         sums: dict[str, jax.Array] | None = None
         for batch in self.comps.data.eval_batches():
+            if final and self.guard.requested and not self.cluster.multi:
+                return False
             out = self.comps.steps.evaluate(state, self.comps.place_batch(batch))
             sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
         if sums is None:
-            return
+            return True
         host = {name: float(value) for name, value in jax.device_get(sums).items()}
         total = host.pop("weight")
         self.eval_metrics = {name: value / total for name, value in host.items()}
         self.rec.metrics.write({"step": step, "split": "eval", **self.eval_metrics, "time": time.time()})
         self.progress.note(f"eval at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in self.eval_metrics.items()))
+        return True
 
     def save(self, state: Any, step: int, *, force: bool) -> None:
         """Checkpoint `state` (the state after `step`) if the policy or `force` says so.
@@ -210,28 +220,45 @@ class _Loop:
             "base_checkpoint": self.comps.base_checkpoint,
         }
         if self.checkpointer.save(step, copy, meta, force=force):
+            # Orbax waited for every earlier write to finish before it started
+            # this one, and would have raised had one failed: they all committed.
+            self._ledger_checkpoints(len(self.uncommitted))
             blocked = time.perf_counter() - began
             # How long the loop waited on this save: what checkpointing costs the run.
             self.rec.events.write({"event": "checkpoint_save", "step": step, "blocked_s": blocked, "time": time.time()})
             self.uncommitted.append((step, digest))
-            self.record_commits()
+            self.record_commits()  # a synchronous save has committed already
 
     def record_commits(self, *, wait: bool = False) -> None:
-        """Ledger the checkpoints whose writes have committed (all of them after `wait`).
+        """Ledger each checkpoint as soon as its own write has committed (all of them after `wait`).
 
         A checkpoint enters the ledger only once it is on disk: a save cut short
-        by a kill must never be taken for one that exists.
+        by a kill must never be taken for one that exists. Nor may a committed
+        one wait for later saves: with saves closer together than a write, some
+        save is always in progress, and a kill would lose every record held back.
+        Asked once per retired step, and only while a record is pending, the
+        check costs one `stat` of the oldest pending step's folder.
         """
         if not self.uncommitted or self.checkpointer is None:
             return
-        if not wait and self.checkpointer.saving():
+        if wait:
+            # Finished is not committed: a background write that failed is no longer
+            # "in progress" either. `wait` returns once all have committed, or raises Orbax's error.
+            self.checkpointer.wait()
+            self._ledger_checkpoints(len(self.uncommitted))
             return
-        # Finished is not committed: a background write that failed is no longer
-        # "in progress" either. `wait` returns at once then, or raises Orbax's error.
-        self.checkpointer.wait()
-        for step, digest in self.uncommitted:
+        committed = 0
+        for step, _ in self.uncommitted:  # Orbax writes one save at a time, in step order
+            if not self.checkpointer.committed(step):
+                break
+            committed += 1
+        self._ledger_checkpoints(committed)
+
+    def _ledger_checkpoints(self, count: int) -> None:
+        """Write the records of the `count` oldest pending checkpoints, known to have committed."""
+        for _ in range(count):
+            step, digest = self.uncommitted.popleft()
             self.rec.ledger.write({"kind": "checkpoint", "step": step, "full_hash": digest, "attempt": self.attempt})
-        self.uncommitted.clear()
 
     # -- the loop --------------------------------------------------------
     def run(self, state: Any, start: int, stop_at: int | None) -> LoopResult:
@@ -281,8 +308,9 @@ class _Loop:
         self.write_snapshot(wait=True)
         self.drain()
         self.record_commits(wait=True)
-        if step == self.total:
-            self.evaluate(state, step)
+        if step >= self.total:  # also an attempt that resumed at the last step to finish the run
+            if not self.evaluate(state, step, final=True):
+                return LoopResult("preempted", step, state, self.eval_metrics, self.guard.requested)
             return LoopResult("finished", step, state, self.eval_metrics)
         return LoopResult("stopped", step, state, self.eval_metrics)
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from exp.compiler import Plan
 
-from .checkpoint import CheckpointDamaged, newest_record, read_verified, saved_steps
+from .checkpoint_reads import CheckpointDamaged, committed_steps, newest_record, read_verified
 from .models import ModelError
-from .records import read_jsonl
+from .records import ignore_damage, read_jsonl
 from .rundir import RunDir, RunRefused
 from .types import PyTree
 
@@ -87,11 +87,8 @@ def recorded_base(rundir: RunDir, checkpoints: Path) -> Recorded | None:
     """The base checkpoint a run directory started from: its first `start` event's,
     else its newest checkpoint's record (a segment rerun has no events); None when fresh."""
     weights = None
-    try:
-        events = read_jsonl(rundir.events)
-    except ValueError as err:
-        raise RunRefused(f"{rundir.events}: cannot tell which base checkpoint this run started from ({err})") from None
-    for event in events:
+    # A damaged line is skipped (the resumed run names it); without the start event the newest checkpoint tells.
+    for event in read_jsonl(rundir.events, ignore_damage):
         if event.get("event") == "start":
             pinned = BaseCheckpoint.from_record(event.get("base_checkpoint"))
             if pinned is not None:
@@ -114,7 +111,7 @@ def read_base(source: Path, recorded: Recorded | None = None) -> BaseWeights:
     directory, named = _checkpoint_dir(source)
     run = str(source.resolve())
     pinned = recorded.checkpoint if recorded is not None else None
-    steps = saved_steps(directory)
+    steps = committed_steps(directory)
     if pinned is not None:
         step = pinned.step
         if step not in steps:

@@ -9,7 +9,10 @@ So a torn last line is the one damage a kill can do, and readers skip it. Any
 other line that holds no record (not UTF-8, not JSON, NUL bytes from a disk
 that lost blocks, not an object) is damage no writer of this format makes: the
 reader reports it as `DamagedRecord`, naming the file and line, instead of
-guessing what the file meant.
+guessing what the file meant. There is one reader and two ways to meet damage:
+by default it raises (the audit, where a damaged record is bad input); given
+`on_damage`, it hands each damaged line to that callback and reads on (a
+resumed run, which skips such lines, counts them and records where they are).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,9 +32,14 @@ __all__ = [
     "JsonLines",
     "RunLock",
     "RunLocked",
+    "OnDamage",
+    "ignore_damage",
     "iter_jsonl",
     "iter_records",
+    "lines_backwards",
+    "parse_record",
     "read_jsonl",
+    "records_backwards",
     "repair_tail",
 ]
 
@@ -69,34 +77,45 @@ def repair_tail(path: Path) -> int:
 class DamagedRecord(ValueError):
     """A complete line of a JSON-lines file that holds no record; says which file and line."""
 
-    def __init__(self, path: Path, line: int, reason: str) -> None:
+    def __init__(self, path: Path, line: int | None, reason: str) -> None:
         self.path = path
         self.line = line
+        """From 1; None where the reader cannot count lines (`exp runs` reads files from their end)."""
         self.reason = reason
-        super().__init__(f"{path}:{line}: {reason}")
+        super().__init__(f"{path}:{line}: {reason}" if line is not None else f"{path}: a line {reason}")
 
 
-def _record(path: Path, number: int, raw: bytes) -> dict[str, Any]:
+OnDamage = Callable[[DamagedRecord], None]
+"""Called with each damaged line a tolerant read skips."""
+
+
+def ignore_damage(_: DamagedRecord) -> None:
+    """`on_damage` for a read whose damage is reported elsewhere (the resumed run's survey)."""
+
+
+def parse_record(raw: bytes, path: Path, line: int | None = None) -> dict[str, Any]:
+    """The record one complete line (without its newline) holds; raises `DamagedRecord`."""
     if b"\0" in raw:
-        raise DamagedRecord(path, number, "holds NUL bytes, not a record")
+        raise DamagedRecord(path, line, "holds NUL bytes, not a record")
     try:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise DamagedRecord(path, number, "not UTF-8 text") from None
+        raise DamagedRecord(path, line, "not UTF-8 text") from None
     except json.JSONDecodeError as err:
-        raise DamagedRecord(path, number, f"not JSON ({err.msg} at column {err.colno})") from None
+        raise DamagedRecord(path, line, f"not JSON ({err.msg} at column {err.colno})") from None
     except ValueError as err:  # an integer too long to convert
-        raise DamagedRecord(path, number, f"not JSON ({err})") from None
+        raise DamagedRecord(path, line, f"not JSON ({err})") from None
     if not isinstance(record, dict):
-        raise DamagedRecord(path, number, f"not a JSON object (a {type(record).__name__})")
+        raise DamagedRecord(path, line, f"not a JSON object (a {type(record).__name__})")
     return record
 
 
-def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(path: Path, on_damage: OnDamage | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number from 1, record) for each complete line of a JSON-lines file.
 
     A missing file has no records and a torn last line is skipped; any other line
-    that is not a JSON object raises `DamagedRecord`.
+    that is not a JSON object raises `DamagedRecord`, or with `on_damage` is
+    handed to it and skipped.
     """
     try:
         handle = path.open("rb")
@@ -106,17 +125,57 @@ def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         for number, raw in enumerate(handle, start=1):
             if not raw.endswith(b"\n"):
                 return
-            yield number, _record(path, number, raw)
+            try:
+                record = parse_record(raw[:-1], path, number)
+            except DamagedRecord as damaged:
+                if on_damage is None:
+                    raise
+                on_damage(damaged)
+                continue
+            yield number, record
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """The complete lines of `path`, last first, without reading the whole file
+    (`exp runs` and resume want a run's newest records); a torn last line is skipped."""
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        pending = b""  # the start of the earliest line read so far: complete only at offset 0
+        past_last_newline = True
+        while end > 0:
+            start = max(0, end - block)
+            handle.seek(start)
+            parts = (handle.read(end - start) + pending).split(b"\n")
+            pending = parts.pop(0) if start > 0 else b""
+            for line in reversed(parts):
+                if past_last_newline:
+                    past_last_newline = False  # empty, or a line torn by a kill
+                    continue
+                yield line
+            end = start
+
+
+def records_backwards(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of `path`, last first; damaged lines are skipped, as resume skips (and records) them."""
+    for line in lines_backwards(path):
+        try:
+            yield parse_record(line, path)
+        except DamagedRecord:
+            continue
+
+
+def iter_jsonl(path: Path, on_damage: OnDamage | None = None) -> Iterator[dict[str, Any]]:
     """Records of a JSON-lines file (see `iter_records`)."""
-    for _, record in iter_records(path):
+    for _, record in iter_records(path, on_damage):
         yield record
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return list(iter_jsonl(path))
+def read_jsonl(path: Path, on_damage: OnDamage | None = None) -> list[dict[str, Any]]:
+    return list(iter_jsonl(path, on_damage))
 
 
 class JsonLines:

@@ -6,8 +6,11 @@ runs/<name>/
   checkpoints/<step>/   LOCK   stderr.log (what native libraries print)
   audits.jsonl          (the verdicts of `exp audit RUN_DIR`, appended by the audit)
 ```
-A directory whose plan has another trajectory fingerprint is never continued:
-the refusal happens before anything in it is touched.
+A directory whose plan has other math is never continued: the refusal names
+the fields and happens before anything in it is touched. A plan recorded by an
+earlier expspec version is compared input by input (`compare_recorded`), not
+byte by byte: equal math continues as an upgrade, which keeps the old plan as
+`plan.<n>.json` (the first free n) and records what changed.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exp.compiler import Plan
+from exp.compiler import Plan, PlanError
+from exp.compiler.recorded import PlanComparison, compare_recorded, read_recorded
 from exp.spec import SpecError
 
-__all__ = ["RunDir", "RunRefused", "operational_changes", "write_json_atomic"]
+__all__ = ["RecordedPlan", "RunDir", "RunRefused", "operational_changes", "upgrade_record", "write_json_atomic"]
 
 
 class RunRefused(Exception):
@@ -31,11 +35,14 @@ class RunRefused(Exception):
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one."""
+    _write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _write_atomic(path: Path, content: bytes) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, sort_keys=True)
-            out.write("\n")
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
@@ -50,6 +57,26 @@ def operational_changes(before: Plan, after: Plan) -> dict[str, list[Any]]:
     when the trajectory fingerprints are equal)."""
     old, new = before.field_values(), after.field_values()
     return {key: [old.get(key), new.get(key)] for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
+
+
+@dataclass(frozen=True)
+class RecordedPlan:
+    """The plan a run directory holds, as this expspec version reads it, against the new plan."""
+
+    text: bytes
+    plan: Plan | None
+    """The record as a `Plan`, when it is exactly what its own spec compiles to now;
+    None when it comes from another expspec version (continuing it is an upgrade)."""
+    problem: str | None
+    """Why it is not this version's plan."""
+    comparison: PlanComparison
+    equivalent: frozenset[str]
+    """Trajectory fingerprints proven to be the new plan's math (the new one, the recorded
+    one, and those of plans kept by earlier upgrades): a checkpoint carrying one is this run's."""
+
+    @property
+    def upgrade(self) -> bool:
+        return self.plan is None
 
 
 @dataclass(frozen=True)
@@ -82,13 +109,35 @@ class RunDir:
     def lock(self) -> Path:
         return self.root / "LOCK"
 
+    def record_files(self) -> list[Path]:
+        """Every JSON-lines record file of the run: events, metrics, and each process's ledger."""
+        ledgers = sorted(self.root.glob("ledger.process-*.jsonl"))
+        return [self.events, self.metrics, self.ledger, *ledgers]
+
+    def kept_plans(self) -> list[Path]:
+        """The plans earlier upgrades replaced, oldest first: `plan.1.json`, `plan.2.json`, ..."""
+        found = [p for p in self.root.glob("plan.*.json") if p.name.split(".")[1].isdigit()]
+        return sorted(found, key=lambda p: int(p.name.split(".")[1]))
+
+    def keep_plan(self, text: bytes) -> Path:
+        """`text` (the plan an upgrade replaces) kept as the first free `plan.<n>.json`; a copy
+        already kept with the same bytes is reused, so a retried upgrade keeps it once."""
+        kept = self.kept_plans()
+        for path in kept:
+            if path.read_bytes() == text:
+                return path
+        number = int(kept[-1].name.split(".")[1]) + 1 if kept else 1
+        path = self.root / f"plan.{number}.json"
+        _write_atomic(path, text)
+        return path
+
     def checkpoints(self, plan: Plan, spec_dir: Path) -> Path:
         policy = plan.checkpoint
         base = self.root if policy.relative_to == "run_dir" else spec_dir
         return (base / policy.directory).absolute()
 
     def recorded_plan(self) -> Plan | None:
-        """The plan this directory was started with, if any."""
+        """The plan this directory was started with, if any, exactly as this version compiles it."""
         if not self.plan.exists():
             return None
         try:
@@ -96,13 +145,61 @@ class RunDir:
         except SpecError as err:
             raise RunRefused(f"{self.plan}: cannot continue this run: {err.problems[0].message}") from None
 
-    def check_continuable(self, plan: Plan) -> Plan | None:
-        """Refuse (before touching anything) a directory of another trajectory."""
-        previous = self.recorded_plan()
-        if previous is not None and previous.fingerprints.trajectory != plan.fingerprints.trajectory:
+    def check_continuable(self, plan: Plan) -> RecordedPlan | None:
+        """The recorded plan, read tolerantly and compared with `plan`; refuses (before
+        touching anything) a directory whose math differs, naming what differs."""
+        try:
+            text = self.plan.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise RunRefused(f"{self.plan}: cannot read: {err.strerror or err}") from None
+        try:
+            comparison = compare_recorded(read_recorded(text, file=str(self.plan)), plan)
+        except PlanError as err:
+            raise RunRefused(f"{self.plan}: cannot continue this run: {err.problems[0].message}") from None
+        if not comparison.same_math:
             raise RunRefused(
-                f"{self.root}: holds a run of trajectory {previous.fingerprints.trajectory[:12]}, "
-                f"this spec has trajectory {plan.fingerprints.trajectory[:12]}; "
+                f"{self.root}: holds a run of trajectory {str(comparison.recorded_trajectory)[:12]}, "
+                f"this spec has trajectory {plan.fingerprints.trajectory[:12]} ({comparison.describe()}); "
                 "use another --run-dir (exp plan --explain shows what changed the math)"
             )
-        return previous
+        try:
+            loaded, problem = Plan.from_json(text, file=str(self.plan)), None
+        except PlanError as err:
+            loaded, problem = None, err.problems[0].message
+        equivalent = {plan.fingerprints.trajectory, *filter(None, [comparison.recorded_trajectory])}
+        equivalent.update(self._equivalent_kept(plan))
+        return RecordedPlan(text, loaded, problem, comparison, frozenset(equivalent))
+
+    def _equivalent_kept(self, plan: Plan) -> set[str]:
+        """Trajectory fingerprints of kept plans whose math is `plan`'s, each compared anew."""
+        found = set()
+        for path in self.kept_plans():
+            try:
+                comparison = compare_recorded(read_recorded(path.read_bytes(), file=str(path)), plan)
+            except (OSError, PlanError):
+                continue
+            if comparison.same_math and comparison.recorded_trajectory:
+                found.add(comparison.recorded_trajectory)
+        return found
+
+
+def upgrade_record(recorded: RecordedPlan, plan: Plan, kept: Path, versions: tuple[Any, str]) -> dict[str, Any]:
+    """The `upgrade` event's fields: what another expspec version's plan lacked or held
+    differently, the versions and plan formats on both sides, and where the old plan is kept."""
+    comparison = recorded.comparison
+    return {
+        "from": {
+            "expspec": versions[0],
+            "format": comparison.recorded_format,
+            "trajectory": comparison.recorded_trajectory,
+        },
+        "to": {"expspec": versions[1], "format": plan.format, "trajectory": plan.fingerprints.trajectory},
+        "reason": recorded.problem,
+        "added": comparison.added,
+        "removed": list(comparison.removed),
+        "changes": {c.key: [c.a, c.b] for c in comparison.operational},
+        "parts": comparison.parts,
+        "kept": kept.name,
+    }

@@ -6,7 +6,9 @@ a live one. The probe is a non-blocking shared `flock`, released at once, on a
 read-only descriptor: nothing is written, and a writer is never kept out for
 longer than the probe itself. Otherwise the last of the events that start or
 end an attempt says how the run ended; an attempt that started and recorded no
-end was killed (SIGKILL, out of memory, a lost machine). Records are read from
+end was killed (SIGKILL, out of memory, a lost machine). A run is done only
+with its `finished` record: one stopped after its last step without it still
+has its final evaluation to do, as `exp run` does next. Records are read from
 their end, so a long ledger costs no more than a short one, and a torn last
 line (a writer killed mid-line) is skipped, never repaired.
 """
@@ -16,10 +18,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from .records import records_backwards
 
 __all__ = ["AUDITS", "RunStatus", "Status", "find_runs", "lock_holder", "read_status"]
 
@@ -59,34 +62,6 @@ class RunStatus:
         return asdict(self)
 
 
-def _records_backwards(path: Path, block: int = 1 << 16) -> Iterator[dict[str, Any]]:
-    """Complete JSON lines of `path`, last first; a torn last line and unreadable lines are skipped."""
-    try:
-        handle = path.open("rb")
-    except OSError:
-        return
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        pending = b""  # the start of the earliest line read so far: complete only at offset 0
-        past_last_newline = True
-        while end > 0:
-            start = max(0, end - block)
-            handle.seek(start)
-            parts = (handle.read(end - start) + pending).split(b"\n")
-            pending = parts.pop(0) if start > 0 else b""
-            for line in reversed(parts):
-                if past_last_newline:
-                    past_last_newline = False  # empty, or a line torn by a kill
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    yield record
-            end = start
-
-
 def lock_holder(root: Path) -> dict[str, Any] | None:
     """The LOCK holder's record when a live process holds a lock of `root` (any process
     of a cluster), else None: whether the run in `root` is live, without touching it."""
@@ -124,7 +99,7 @@ def _get(data: dict[str, Any], *keys: str) -> Any:
 
 
 def _last_event(root: Path) -> dict[str, Any] | None:
-    for event in _records_backwards(root / "events.jsonl"):
+    for event in records_backwards(root / "events.jsonl"):
         name = event.get("event")
         if isinstance(name, str) and (name in _BEGINS or name in _ENDS):
             return event
@@ -134,7 +109,7 @@ def _last_event(root: Path) -> dict[str, Any] | None:
 def _metrics(root: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The last train and the last eval record."""
     train = evaluation = None
-    for record in _records_backwards(root / "metrics.jsonl"):
+    for record in records_backwards(root / "metrics.jsonl"):
         if train is None and record.get("split") == "train":
             train = record
         if evaluation is None and record.get("split") == "eval":
@@ -145,7 +120,7 @@ def _metrics(root: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
 
 
 def _last_step(root: Path) -> int | None:
-    for record in _records_backwards(root / "ledger.jsonl"):
+    for record in records_backwards(root / "ledger.jsonl"):
         if record.get("kind") == "step" and isinstance(record.get("step"), int):
             return record["step"]
     return None
@@ -171,6 +146,21 @@ def _status(root: Path, event: dict[str, Any] | None) -> tuple[Status, str | Non
     return _ENDS[name], None  # type: ignore[return-value]
 
 
+def _unfinished(status: Status, event: dict[str, Any] | None, step: int, total: int) -> str:
+    """The detail of a run whose steps are done but whose end was never recorded.
+
+    A run is done only with its `finished` record (the final evaluation, the final
+    hash); the next `exp run` resumes at the last checkpoint and does what is missing.
+    """
+    if status == "preempted":
+        by = (event or {}).get("signal") or "a signal"
+        return f"by {by} at step {step}/{total}, before its final evaluation and records; run again to finish"
+    return (
+        f"ended at step {step}/{total} without recording its end (SIGKILL, out of memory, a lost machine); "
+        "run again to finish"
+    )
+
+
 def read_status(root: Path, name: str | None = None) -> RunStatus:
     """Where the run in `root` stands; reads only."""
     plan = _plan(root)
@@ -182,8 +172,10 @@ def read_status(root: Path, name: str | None = None) -> RunStatus:
     candidates = [event.get("step")] if ended and event else []
     candidates += [_last_step(root), (train or {}).get("step"), (event or {}).get("step")]
     step = next((s for s in map(_integer, candidates) if s is not None), None)
-    audit = next(_records_backwards(root / AUDITS), None)
+    audit = next(records_backwards(root / AUDITS), None)
     total = _get(plan, "spec", "train", "steps")
+    if status in ("killed", "preempted") and step is not None and _integer(total) is not None and step >= total:
+        detail = _unfinished(status, event, step, total)
     experiment, trajectory = _get(plan, "spec", "name"), _get(plan, "fingerprints", "trajectory")
     return RunStatus(
         name=name or root.name,

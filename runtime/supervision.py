@@ -4,7 +4,11 @@ Members of one JAX cluster are useless alone: when one dies, the others are
 SIGKILLed at once. A survivor inside a collective would wait for its dead peer
 until JAX's heartbeat timeout (100 s) and then abort; a SIGTERM would make it
 try to save a checkpoint with a peer that is gone. A SIGTERM or SIGINT to the
-supervisor is forwarded once, so that members stop together and save.
+supervisor, at any moment, is a preemption of the whole group: forwarded once
+to the members that exist, so that they stop together and save; no member is
+started after it. Members start with SIGTERM and SIGINT blocked, which `exp`
+unblocks once its handler is in place: a forwarded signal never finds a member
+that cannot take it yet.
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from .signals import EXIT_PREEMPTED
+from .signals import EXIT_PREEMPTED, hand_back, recorded_signal
 
 __all__ = [
     "EXIT_FAILED",
@@ -33,6 +37,7 @@ __all__ = [
     "Failure",
     "Member",
     "Outcome",
+    "signals_blocked",
     "signals_caught",
     "supervise",
 ]
@@ -58,6 +63,10 @@ class Member:
     inherit_stderr: bool = False
     """With no `output`: write stderr straight to the supervisor's (a progress bar stays a
     bar on a terminal); only stdout goes through `echo`."""
+    signals_blocked: bool = False
+    """Start it with SIGTERM and SIGINT blocked, for an `exp` command (which unblocks
+    them once its handler is in place): a signal forwarded while its interpreter
+    starts then waits for the handler instead of killing it."""
 
 
 @dataclass(frozen=True)
@@ -89,21 +98,25 @@ class Outcome:
     returncodes: list[int]
     failures: list[Failure] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
-    """Members the launcher SIGKILLed because another failed (not failures themselves)."""
+    """Members the launcher SIGKILLed because another failed, or because the group
+    was preempted before all had started (not failures themselves)."""
     signal: str | None = None
     """The signal the launcher received (and forwarded as SIGTERM), if any."""
     interrupted: bool = False
     """A second SIGINT: every member was killed at once."""
+    unstarted: list[int] = field(default_factory=list)
+    """Members never started: the launcher was preempted first."""
 
     @property
     def exit_code(self) -> int:
-        """75 when every member was preempted, the first failure's code, 130 after a
-        second SIGINT, else 0."""
+        """The first failure's code, 130 after a second SIGINT, 75 when preempted
+        (members that saved and exited 75, or a group stopped before it formed),
+        else 0 (it had finished before the signal took effect)."""
         if self.failures:
             return self.failures[0].exit_code
         if self.interrupted:
             return EXIT_INTERRUPTED
-        if any(code == EXIT_PREEMPTED for code in self.returncodes):
+        if any(code == EXIT_PREEMPTED for code in self.returncodes) or self.unstarted:
             return EXIT_PREEMPTED
         return 0
 
@@ -117,15 +130,25 @@ def supervise(
 ) -> Outcome:
     """Start `members`, wait for all of them, and stop the rest when one fails.
 
-    On the launcher's SIGTERM or SIGINT every member gets one SIGTERM (they agree
-    on a step, save, and exit 75); members still alive `grace_s` later, or
-    `grace_s` after a peer ended on its own, are killed. A second SIGINT kills at once.
+    On the launcher's SIGTERM or SIGINT (even one `exp` recorded before this call)
+    every member gets one SIGTERM (they agree on a step, save, and exit 75);
+    members still alive `grace_s` later, or `grace_s` after a peer ended on its
+    own, are killed. A second SIGINT kills at once. A signal before every member
+    has started starts no more, and the started ones are killed: members wait for
+    each other to join, so a group that never formed has trained nothing.
     """
     with signals_caught() as caught:
         running = _Running()
         try:
             for i, member in enumerate(members):
+                if caught.signal is not None:
+                    break
                 running.start(i, member, echo)
+            if len(running.procs) < len(members):
+                running.close()
+                codes = [p.returncode for p in running.procs if p.returncode is not None]
+                started, unstarted = list(range(len(codes))), list(range(len(codes), len(members)))
+                return Outcome(codes, [], started, caught.signal, caught.kill_now, unstarted)
             if on_started is not None:
                 on_started([p.pid for p in running.procs])
             return running.watch(caught, grace_s)
@@ -138,25 +161,53 @@ class _Caught:
         self.signal: str | None = None
         self.kill_now = False
 
+    @property
+    def requested(self) -> str | None:
+        """The signal received, under the name recording handlers share (runtime/signals.py)."""
+        return self.signal
+
+    @requested.setter
+    def requested(self, name: str | None) -> None:
+        self.signal = name
+
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             self.kill_now = True
         self.signal = self.signal or signal.Signals(signum).name
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextmanager
 def signals_caught() -> Iterator[_Caught]:
-    """SIGTERM and SIGINT as flags for the watch loop (only the main thread can catch them)."""
+    """SIGTERM and SIGINT as flags for the watch loop (only the main thread can catch them),
+    including one that the handler it replaces had recorded (`exp`'s start-up handler)."""
     caught = _Caught()
     if threading.current_thread() is not threading.main_thread():
         yield caught
         return
-    previous = {sig: signal.signal(sig, caught.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, caught.handle) for sig in _SIGNALS}
+    caught.signal = next(filter(None, map(recorded_signal, previous.values())), None)
     try:
         yield caught
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+            hand_back(handler, caught.signal)
+
+
+@contextmanager
+def signals_blocked() -> Iterator[None]:
+    """SIGTERM and SIGINT held back in this thread: a process started within inherits
+    them blocked (across exec), so that one sent while its interpreter starts waits
+    until `exp` has installed its handler and unblocks them. Pending ones reach this
+    process when the block ends."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class _Running:
@@ -175,9 +226,11 @@ class _Running:
         # which forwards exactly one SIGTERM.
         common: dict[str, Any] = {"env": dict(member.env), "stdin": subprocess.DEVNULL, "process_group": 0}
         tail: deque[str] = deque(maxlen=20)
+        blocked = signals_blocked() if member.signals_blocked else nullcontext()
         if member.output is None:
             stderr = None if member.inherit_stderr else subprocess.PIPE
-            proc = subprocess.Popen(member.argv, stdout=subprocess.PIPE, stderr=stderr, **common)
+            with blocked:
+                proc = subprocess.Popen(member.argv, stdout=subprocess.PIPE, stderr=stderr, **common)
             for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
                 if pipe is None:
                     continue
@@ -185,7 +238,7 @@ class _Running:
                 reader.start()
                 self.readers.append(reader)
         else:
-            with member.output.open("wb") as sink:
+            with member.output.open("wb") as sink, blocked:
                 proc = subprocess.Popen(member.argv, stdout=sink, stderr=subprocess.STDOUT, **common)
         self.procs.append(proc)
         self.outputs.append(member.output)

@@ -151,7 +151,7 @@ def _run_point(options: SweepOptions, point: SweepPoint) -> tuple[PointResult, s
     lines: list[str] = []
     started = time.perf_counter()
     # Its stderr is ours: on a terminal the point shows the progress bar `exp run` shows.
-    member = Member(point_argv(options, point), os.environ, inherit_stderr=True)
+    member = Member(point_argv(options, point), os.environ, inherit_stderr=True, signals_blocked=True)
     outcome = supervise([member], echo=lambda _stream, line: lines.append(line))  # stdout: the --json summary
     summary = None
     for line in reversed(lines):

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -43,12 +44,25 @@ def _disk_full(err: BaseException | None) -> bool:
     return False
 
 
-def _fail_run(err: Exception, run_dir: Path) -> NoReturn:
+def _recorded_since(events: Path, began: float) -> bool:
+    """Whether this attempt recorded its error in `events` (the hint points nowhere else)."""
+    from exp.runtime.records import ignore_damage, iter_jsonl
+
+    try:
+        return any(
+            e.get("event") == "error" and isinstance(e.get("time"), int | float) and e["time"] >= began
+            for e in iter_jsonl(events, ignore_damage)
+        )
+    except OSError:
+        return False
+
+
+def _fail_run(err: Exception, run_dir: Path, began: float) -> NoReturn:
     """One line, exit 3, and no noise from library threads still winding down."""
     from exp.runtime.launch import RunFailed
 
     events = run_dir / "events.jsonl"
-    where = f" (details in {events})" if events.exists() else ""
+    where = f" (details in {events})" if _recorded_since(events, began) else ""
     if _disk_full(err):
         say(f"error: no space left on device writing {run_dir}; free space and run again to resume{where}")
     else:
@@ -103,13 +117,14 @@ def command(
         progress="quiet" if quiet else "auto",
     )
     target = run_dir if run_dir is not None else Path("runs") / plan.name
+    began = time.time()
     try:
         result = execute(plan, target, options)
     except (RunRefused, ImportNotAllowed) as err:
         say(str(err))
         raise typer.Exit(EXIT_INVALID) from None
     except RunFailed as err:
-        _fail_run(err, target)
+        _fail_run(err, target, began)
     except Exception as err:  # noqa: BLE001 - any other failure: one line here, the traceback in events.jsonl
         from exp.runtime.errors import input_error
 
@@ -117,14 +132,14 @@ def command(
         if message is not None:
             say(f"{spec}: {message}")
             raise typer.Exit(EXIT_INVALID) from None
-        _fail_run(err, target)
+        _fail_run(err, target, began)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     if not quiet:
         messages = {
             "finished": f"finished {result.step}/{result.total_steps} steps in {result.run_dir}",
             "stopped": f"stopped at step {result.step}/{result.total_steps} (--stop-at); run again to continue",
-            "preempted": f"preempted by {result.signal} at step {result.step}; checkpoint saved, run again to resume",
+            "preempted": f"{result.preemption()}; run again to resume",
             "complete": f"{result.run_dir} is already complete ({result.step} steps); nothing to do",
         }
         say(messages[result.outcome])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,42 +15,65 @@ from tests.helpers import MINIMAL
 JAX_FAMILY = ("jax", "jaxlib", "flax", "optax", "orbax")
 
 
-def imported_modules(*code_or_module: str) -> set[str]:
-    """Top-level modules a fresh interpreter imports, from `python -X importtime`."""
+def imported_modules(*code_or_module: str, returncode: int = 0, shows: str = "") -> set[str]:
+    """Top-level modules a fresh interpreter imports, from `python -X importtime`.
+
+    The command must exit with `returncode` and print `shows` (on stdout or stderr):
+    one that fails at once imports nothing, so "imports no JAX" would hold for a
+    command that did no work at all.
+    """
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *code_or_module],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
         timeout=120,
     )
     names = set()
+    printed = [result.stdout]
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
             names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+        else:
+            printed.append(line)
+    output = "\n".join(printed)
+    assert result.returncode == returncode, f"exit {result.returncode}, wanted {returncode}:\n{output[-2000:]}"
+    assert shows in output, f"{shows!r} is not in the output:\n{output[-2000:]}"
     assert "pydantic" in names or "typer" in names, result.stderr[-2000:]
     return names
 
 
 def test_spec_and_compiler_import_no_jax():
-    assert not set(JAX_FAMILY) & imported_modules("-c", "import exp.compiler, exp.spec")
+    compile_a_plan = (
+        "import sys; from exp.compiler import plan_spec; import exp.spec; "
+        "print('trajectory', plan_spec(sys.argv[1]).fingerprints.trajectory)"
+    )
+    modules = imported_modules("-c", compile_a_plan, str(EXAMPLES / "digits_mlp.toml"), shows="trajectory ")
+    assert not set(JAX_FAMILY) & modules
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "returncode", "shows"),
     [
-        ["--help"],
-        ["plan", str(EXAMPLES / "digits_mlp.toml"), "--json", "--explain"],
-        ["validate", *map(str, sorted(EXAMPLES.glob("*_*.toml")))],
-        ["schema"],
-        ["diff", str(EXAMPLES / "digits_mlp.toml"), str(EXAMPLES / "char_transformer.toml"), "--json"],
-        ["runs", str(EXAMPLES)],
-        ["report", str(ROOT / "tests" / "cli" / "fixtures" / "report_run"), "-o", "-"],
+        (["--help"], 0, "Commands"),
+        (["plan", str(EXAMPLES / "digits_mlp.toml"), "--json", "--explain"], 0, '"trajectory"'),
+        (["validate", *map(str, sorted(EXAMPLES.glob("*_*.toml")))], 0, "ok  "),
+        (["schema"], 0, '"$defs"'),
+        # Two different specs: exit 1, as `diff` says "they differ".
+        (
+            ["diff", str(EXAMPLES / "digits_mlp.toml"), str(EXAMPLES / "char_transformer.toml"), "--json"],
+            1,
+            '"changes"',
+        ),
+        (["runs", str(ROOT / "tests" / "cli" / "fixtures")], 0, "report_run"),
+        (["report", str(ROOT / "tests" / "cli" / "fixtures" / "report_run"), "-o", "-"], 0, "<!DOCTYPE html>"),
     ],
     ids=["help", "plan", "validate", "schema", "diff", "runs", "report"],
 )
-def test_cli_commands_import_no_jax(args):
-    assert not set(JAX_FAMILY) & imported_modules("-m", "exp", *args)
+def test_cli_commands_import_no_jax(args, returncode, shows):
+    modules = imported_modules("-m", "exp", *args, returncode=returncode, shows=shows)
+    assert not set(JAX_FAMILY) & modules
 
 
 def test_version_and_help():

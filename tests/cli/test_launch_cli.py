@@ -92,7 +92,8 @@ def test_another_experiments_run_directory_is_left_untouched(tmp_path):
 
 
 def test_launch_help_imports_no_jax():
-    assert not set(JAX_FAMILY) & imported_modules("-m", "exp", "launch", "--help")
+    modules = imported_modules("-m", "exp", "launch", "--help", shows="--devices-per-process")
+    assert not set(JAX_FAMILY) & modules
 
 
 def assert_finished(run_dir: Path, proc: subprocess.Popen[str]) -> str:

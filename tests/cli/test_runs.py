@@ -103,3 +103,29 @@ def test_bad_folder_exits_2_and_an_empty_one_lists_nothing(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip() == f"{tmp_path / 'nowhere'}: no such directory"
     assert not (tmp_path / "nowhere").exists()
     assert listed(tmp_path) == {}
+
+
+def _recorded(folder: Path, events: list[dict]) -> None:
+    """A run directory's records as an attempt of 6 steps leaves them (no JAX needed to read them)."""
+    folder.mkdir(parents=True)
+    (folder / "plan.json").write_text(json.dumps({"spec": {"name": "t", "train": {"steps": 6}}}))
+    steps = [{"kind": "step", "step": s, "params": "0", "opt": "0", "leaves": "", "attempt": 0} for s in range(7)]
+    (folder / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+    (folder / "events.jsonl").write_text("".join(json.dumps({"time": 1.0, **e}) + "\n" for e in events))
+
+
+def test_a_run_ended_after_its_last_step_without_its_finished_record_is_not_done(tmp_path):
+    begin = {"event": "start", "step": 0}
+    _recorded(tmp_path / "killed", [begin])
+    _recorded(tmp_path / "preempted", [begin, {"event": "preempted", "step": 6, "signal": "SIGTERM"}])
+    _recorded(tmp_path / "finished", [begin, {"event": "finished", "step": 6}])
+    runs = listed(tmp_path)
+    assert runs["killed"]["status"] == "killed" and runs["preempted"]["status"] == "preempted"
+    for name in ("killed", "preempted"):
+        assert (runs[name]["step"], runs[name]["total"]) == (6, 6)
+        assert runs[name]["detail"].endswith("run again to finish"), runs[name]["detail"]
+        assert "at step 6/6" in runs[name]["detail"]
+    assert "SIGTERM" in runs["preempted"]["detail"]
+    assert runs["finished"]["status"] == "done" and runs["finished"]["detail"] is None
+    human = run_exp("runs", str(tmp_path)).stderr
+    assert "killed: ended at step 6/6 without recording its end" in human, human

@@ -3,9 +3,10 @@ checkpoint: the run stops with one line (exit 3), everything committed before st
 readable and truthful, and once space returns the same command resumes to the bits
 an uninterrupted run reaches.
 
-The disk is a small tmpfs, so the test needs root (or another right to mount) and
-is skipped without it. The tmpfs is sized from a real run's checkpoint so that a
-handful of checkpoints fit and the run's whole life does not.
+The disk is a small tmpfs, mounted as root or, without root, in a user namespace
+(`disk_full_tmpfs`); the test is skipped only where neither works, and says why.
+The tmpfs is sized from a real run's checkpoint so that a handful of checkpoints
+fit and the run's whole life does not.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.runs import DIGITS, exp
+from tests.conftest import ROOT
+from tests.reliability.disk_full_tmpfs import Tmpfs, TmpfsUnavailable, mount_tmpfs
+from tests.runtime.runs import DIGITS, EXP, exp
 
 STEPS = 400
 EVERY = 20
@@ -41,8 +44,9 @@ ROOMY = "512m"
 NO_SPACE = re.compile(r"no space left on device|enospc|disk is full|disk full|out of (disk )?space", re.IGNORECASE)
 
 
-def _run(run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return exp("run", str(DIGITS), *OVERRIDES, *extra, "--run-dir", str(run_dir), "-q", "--json", timeout=180)
+def _run(run_dir: Path, *extra: str, disk: Tmpfs | None = None) -> subprocess.CompletedProcess[str]:
+    args = ("run", str(DIGITS), *OVERRIDES, *extra, "--run-dir", str(run_dir), "-q", "--json")
+    return disk.run([EXP, *args], cwd=ROOT, timeout=180) if disk else exp(*args, timeout=180)
 
 
 def _tmpfs_bytes(folder: Path) -> int:
@@ -76,17 +80,11 @@ def _lines(data: bytes, name: str) -> tuple[list[dict[str, Any]], bool]:
     return records, torn
 
 
-def _mount(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["mount", *args], capture_output=True, text=True, timeout=30)
-
-
-def _first_line(result: subprocess.CompletedProcess[str]) -> str:
-    return ((result.stderr or result.stdout).strip().splitlines() or ["(no message)"])[0]
-
-
-def _unmount(path: Path) -> None:
-    if subprocess.run(["umount", str(path)], capture_output=True, timeout=30).returncode != 0:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+def _mount(point: Path, size: str) -> Tmpfs:
+    try:
+        return mount_tmpfs(point, size)
+    except TmpfsUnavailable as err:
+        pytest.skip(str(err))
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,9 @@ class Reference:
 class Filled:
     """A run that ran out of disk, as it was left, after space came back."""
 
+    disk: Tmpfs
     run_dir: Path
+    """As commands on `disk` see it; the test reads it at `disk.seen(run_dir)`."""
     result: subprocess.CompletedProcess[str]
     committed: list[int]
     ledger: bytes
@@ -109,13 +109,7 @@ class Filled:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs to fill needs root")
-    probe = tmp_path_factory.mktemp("tmpfs-probe")
-    mounted = _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe))
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {_first_line(mounted)}")
-    _unmount(probe)
+    _mount(tmp_path_factory.mktemp("tmpfs-probe"), "1m").close()  # skips here, before the long run, if it cannot
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     result = _run(run_dir)
     assert result.returncode == 0, result.stderr
@@ -133,28 +127,26 @@ def filled(
     mode = request.param
     mount = tmp_path_factory.mktemp(f"tmpfs-{mode}")
     size = -(-int(BOOKKEEPING + CHECKPOINTS_THAT_FIT * reference.checkpoint_bytes) // PAGE) * PAGE
-    mounted = _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount))
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {_first_line(mounted)}")
+    disk = _mount(mount, str(size))
     try:
         run_dir = mount / "run"
-        result = _run(run_dir, f"checkpoint.async={'true' if mode == 'async' else 'false'}")
-        stat = os.statvfs(mount)
-        ledger = run_dir / "ledger.jsonl"
-        events = run_dir / "events.jsonl"
+        result = _run(run_dir, f"checkpoint.async={'true' if mode == 'async' else 'false'}", disk=disk)
+        stat = os.statvfs(disk.seen(mount))
+        ledger = disk.seen(run_dir / "ledger.jsonl")
+        events = disk.seen(run_dir / "events.jsonl")
         state = Filled(
+            disk=disk,
             run_dir=run_dir,
             result=result,
-            committed=_committed(run_dir / "checkpoints"),
+            committed=_committed(disk.seen(run_dir / "checkpoints")),
             ledger=ledger.read_bytes() if ledger.exists() else b"",
             events=events.read_bytes() if events.exists() else b"",
             free_bytes=stat.f_bavail * stat.f_frsize,
         )
-        grown = _mount("-o", f"remount,size={ROOMY}", str(mount))
-        assert grown.returncode == 0, f"cannot give the tmpfs space back: {grown.stderr.strip()}"
+        disk.resize(ROOMY)
         yield state
     finally:
-        _unmount(mount)
+        disk.close()
 
 
 def _filled_mid_run(filled: Filled) -> None:
@@ -184,7 +176,7 @@ def test_committed_checkpoints_and_ledger_survive(filled: Filled, tmp_path: Path
     claim a checkpoint that never reached the disk."""
     _filled_mid_run(filled)
     report_file = tmp_path / "audit.json"
-    audit = exp("audit", str(filled.run_dir), "--json", str(report_file), timeout=180)
+    audit = filled.disk.run([EXP, "audit", str(filled.run_dir), "--json", str(report_file)], cwd=ROOT, timeout=180)
     assert audit.returncode == 0, f"exp audit exit {audit.returncode}:\n{audit.stdout}\n{audit.stderr}"
     (check,) = json.loads(report_file.read_text())["checks"]
     assert check["status"] == "passed", check
@@ -209,20 +201,20 @@ def test_resumes_after_space_returns(filled: Filled, reference: Reference) -> No
     """Running out of disk is transient: the same command, once space returns,
     must pick up the last good checkpoint and reach the uninterrupted run's bits."""
     _filled_mid_run(filled)
-    result = _run(filled.run_dir)
+    result = _run(filled.run_dir, disk=filled.disk)
     assert result.returncode == 0, f"the resume exited {result.returncode}:\n{result.stderr[-3000:]}"
     summary = json.loads(result.stdout)
     assert (summary["outcome"], summary["step"]) == ("finished", STEPS), summary
     assert summary["full_hash"] == reference.full_hash
 
-    events, torn = _lines((filled.run_dir / "events.jsonl").read_bytes(), "events.jsonl")
+    events, torn = _lines(filled.disk.seen(filled.run_dir / "events.jsonl").read_bytes(), "events.jsonl")
     assert not torn, "events.jsonl ends in a torn line after the resume"
     before = len(_lines(filled.events, "events.jsonl")[0])
     resumes = [e for e in events[before:] if e.get("event") == "resume"]
     assert resumes, f"no resume event after the failure: {[e.get('event') for e in events]}"
     assert resumes[0]["step"] == filled.committed[-1], (resumes[0], filled.committed)
 
-    ledger_after = (filled.run_dir / "ledger.jsonl").read_bytes()
+    ledger_after = filled.disk.seen(filled.run_dir / "ledger.jsonl").read_bytes()
     _, torn = _lines(ledger_after, "ledger.jsonl")
     assert not torn, "ledger.jsonl ends in a torn line after the resume"
     kept = filled.ledger[: filled.ledger.rfind(b"\n") + 1]

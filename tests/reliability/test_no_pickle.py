@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from tests.runtime.runs import DIGITS, run_json
+from tests.runtime.runs import DIGITS, beginnings, run_json, trained_steps
 
 # Python raises the audit event `pickle.find_class` whenever an unpickler resolves
 # a global: any real unpickling of objects (numpy arrays included) triggers it.
@@ -48,6 +48,9 @@ def test_resuming_from_a_checkpoint_unpickles_nothing(tmp_path):
     resumed = _watched("run", *args, "-q")
     assert resumed.returncode == 0, resumed.stderr
     assert "UNPICKLED 0" in resumed.stderr
+    # The watched process did restore: it took up step 10's checkpoint and trained only steps 11-20.
+    assert beginnings(tmp_path) == [("start", 0), ("resume", 10)]
+    assert trained_steps(tmp_path, 1) == list(range(11, 21))
 
 
 def test_npz_data_with_objects_is_refused_not_unpickled(tmp_path):

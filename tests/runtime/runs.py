@@ -63,6 +63,23 @@ def ledger(run_dir: Path) -> dict[int, tuple[str, str, str]]:
     return steps
 
 
+def ledger_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of the ledger, of every kind, in file order.
+
+    A torn last line (a kill cut it and no attempt has repaired it yet) is not a
+    record and is skipped; any other line that does not parse fails loudly.
+    """
+    lines = (run_dir / "ledger.jsonl").read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number < len(lines):
+                raise
+    return records
+
+
 def checkpoint_hashes(run_dir: Path) -> dict[int, str]:
     out = {}
     for line in (run_dir / "ledger.jsonl").read_text().splitlines():
@@ -110,3 +127,48 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+# -- where each attempt began and what it trained (resume tests must prove a resume) --
+
+
+def _whole_records(path: Path) -> list[dict[str, Any]]:
+    """The complete JSON lines of `path` (a killed writer may leave its last line torn)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    """Every whole event of `run_dir`, in order."""
+    return _whole_records(run_dir / "events.jsonl")
+
+
+def beginnings(run_dir: Path) -> list[tuple[str, int]]:
+    """("start" or "resume", step) for each attempt, in order: where each attempt took up training."""
+    return [(e["event"], e["step"]) for e in events(run_dir) if e["event"] in ("start", "resume")]
+
+
+def trained_steps(run_dir: Path, attempt: int) -> list[int]:
+    """The steps that `attempt` trained, from its ledger records (step 0, the initial state, is not one)."""
+    records = _whole_records(run_dir / "ledger.jsonl")
+    return sorted(r["step"] for r in records if r["kind"] == "step" and r["attempt"] == attempt and r["step"] > 0)
+
+
+def committed_checkpoints(run_dir: Path) -> list[int]:
+    """Steps whose checkpoint Orbax committed (its folder holds commit_success.txt), oldest first."""
+    folder = run_dir / "checkpoints"
+    found = folder.glob("*/commit_success.txt") if folder.is_dir() else []
+    return sorted(int(p.parent.name) for p in found if p.parent.name.isdigit())
+
+
+def wait_for_commit(run_dir: Path, step: int, proc: subprocess.Popen[str], timeout: float = 120) -> int:
+    """Block until a checkpoint at `step` or later has committed; the newest committed step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        committed = committed_checkpoints(run_dir)
+        if committed and committed[-1] >= step:
+            return committed[-1]
+        time.sleep(0.01)
+    raise TimeoutError(f"{run_dir}: no checkpoint at step {step} or later committed")

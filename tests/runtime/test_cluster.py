@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
 
 from exp.runtime.cluster import Cluster, ClusterError, requested_cluster
-from exp.runtime.local_cluster import free_port, member_env
 from tests.runtime.runs import DIGITS, EXP, ROOT, exp
 
 ARGS = (str(DIGITS), "train.steps=100", "checkpoint.every_steps=20", "train.eval_every=0", "mesh.data=-1")
@@ -54,12 +54,32 @@ def test_bad_cluster_variables_exit_2_before_anything_is_written(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# What only `exp launch` sets: a scheduler sets none of it, so the members must not need it.
+_LAUNCHER_ONLY = ("JAX_COORDINATOR_BIND_ADDRESS", "EXP_LAUNCHER_PID")
+
+
 def _cluster(run_dir, processes=2, devices=2) -> list[subprocess.Popen[str]]:
-    """A cluster started by hand, as a scheduler would, without `exp launch`."""
-    port = free_port()
+    """A cluster started by hand, as a scheduler would, without `exp launch` or its helpers:
+    each member gets the coordinator, the process count and its index, and its devices."""
+    port = _free_port()
+    inherited = {name: value for name, value in os.environ.items() if name not in _LAUNCHER_ONLY}
     members = []
     for index in range(processes):
-        env = member_env(os.environ, port=port, processes=processes, process_id=index, devices=devices)
+        env = {
+            **inherited,
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_NUM_PROCESSES": str(processes),
+            "JAX_PROCESS_ID": str(index),
+            # A CPU job: each member gets its own virtual devices.
+            "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        }
         command = [EXP, "run", *ARGS, "--run-dir", str(run_dir), "--json", "-q"]
         members.append(
             subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

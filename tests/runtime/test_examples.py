@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from exp.compiler import plan_spec
 from exp.runtime.data import build_data
 from tests.conftest import EXAMPLES
-from tests.runtime.runs import DIGITS, LORA, TRANSFORMER, exp, run_json
+from tests.runtime.runs import DIGITS, LORA, TRANSFORMER, exp, ledger, run_json, start
 
 SMALL = ("model.d_model=64", "model.d_ff=256", "model.max_len=64", "data.seq_len=64")
 
@@ -41,21 +47,58 @@ def test_full_char_transformer_example(tmp_path):
     assert summary["eval"]["loss"] < _unigram_entropy() - 1.0
 
 
+def _saved_state(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's state as host arrays, read with Orbax itself (no target: as saved)."""
+    return jax.device_get(ocp.StandardCheckpointer().restore((checkpoint / "state").absolute()))
+
+
+def _leaf_digests(tree: Any) -> dict[str, str]:
+    """Each leaf's path and a digest of its dtype, shape and bytes."""
+    digests = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        array = np.asarray(leaf)
+        name = "/".join(str(getattr(key, "key", getattr(key, "idx", key))) for key in path)
+        digests[name] = hashlib.sha256(f"{array.dtype}{array.shape}".encode() + array.tobytes()).hexdigest()
+    return digests
+
+
+def _ledger_leaves(run_dir: Path, step: int) -> dict[str, str]:
+    """Each trained parameter's fingerprint after `step` (0: as initialised), from the ledger."""
+    records = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
+    paths = next(r for r in records if r["kind"] == "leaves")["params"]
+    hexes = next(r for r in records if r["kind"] == "step" and r["step"] == step)["leaves"]
+    return {path: hexes[16 * i : 16 * (i + 1)] for i, path in enumerate(paths)}
+
+
 def test_lora_trains_adapters_only_and_saves_10x_less(tmp_path):
     short = ("train.steps=3", "data.seq_len=16", "data.batch_size=4", "train.eval_every=0")
     run_json(str(TRANSFORMER), *short, "--run-dir", str(tmp_path / "base"))
-    lora = run_json(
-        str(LORA),
-        *short,
-        f'model.lora.init_from="{tmp_path / "base"}"',
-        "optimizer.schedule.warmup_steps=1",
-        "--run-dir",
-        str(tmp_path / "lora"),
-    )
-    assert lora["outcome"] == "finished"
+    lora = (str(LORA), *short, f'model.lora.init_from="{tmp_path / "base"}"', "optimizer.schedule.warmup_steps=1")
+    # The same run twice, alongside: as shipped (adapters saved), and saving the frozen base too.
+    shipped = start(*lora, "--run-dir", str(tmp_path / "lora"), "--json")
+    whole = start(*lora, "checkpoint.save=full", "--run-dir", str(tmp_path / "whole"), "--json")
+    for proc in (shipped, whole):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["outcome"] == "finished"
     full_bytes = _dir_bytes(tmp_path / "base" / "checkpoints" / "3")
     lora_bytes = _dir_bytes(tmp_path / "lora" / "checkpoints" / "3")
     assert full_bytes >= 10 * lora_bytes, (full_bytes, lora_bytes)
+    assert ledger(tmp_path / "whole") == ledger(tmp_path / "lora")  # what is saved changes no step
+
+    # The base weights the run loaded come out of training bitwise unchanged...
+    before = _leaf_digests(_saved_state(tmp_path / "base" / "checkpoints" / "3")["params"])
+    after = _saved_state(tmp_path / "whole" / "checkpoints" / "3")
+    frozen = {path.replace("/base/", "/"): digest for path, digest in _leaf_digests(after["frozen"]).items()}
+    assert frozen.keys() == before.keys(), sorted(frozen.keys() ^ before.keys())
+    changed = sorted(path for path in before if frozen[path] != before[path])
+    assert not changed, f"training changed frozen base weights: {changed}"
+    # ...and every trained parameter is an adapter that moved away from its initial value.
+    initial, trained = _ledger_leaves(tmp_path / "lora", 0), _ledger_leaves(tmp_path / "lora", 3)
+    assert set(initial) == set(_leaf_digests(after["params"]))
+    assert initial and all(path.rsplit("/", 1)[-1] in ("lora_a", "lora_b") for path in initial), sorted(initial)
+    unmoved = sorted(path for path in initial if initial[path] == trained[path])
+    assert not unmoved, f"adapters still at their initial value after 3 steps: {unmoved}"
 
 
 def test_custom_example_runs_only_with_allowance(tmp_path):

@@ -30,5 +30,11 @@ def test_checkpoints_hashed_off_the_loop_are_recorded_with_their_cost(tmp_path):
     assert [e["step"] for e in saves] == [4, 8, 10]
     assert all(0 <= e["blocked_s"] < 60 for e in saves)
     hashes = checkpoint_hashes(tmp_path / "run")
-    assert sorted(hashes) == [4, 8, 10] and len(set(hashes.values())) == 3
+    assert sorted(hashes) == [4, 8, 10]
     assert hashes[10] == result["full_hash"]  # hashed on the worker thread, from the device copy
+    # A checkpoint saved while the next step trains must still hold the state after its own
+    # step: the bits a run stopped there ends on, hashed on the loop's thread from its state.
+    for step in (4, 8):
+        stopped = run_json(*ARGS, "--stop-at", str(step), "--run-dir", str(tmp_path / f"stop-at-{step}"))
+        assert (stopped["outcome"], stopped["step"]) == ("stopped", step), stopped
+        assert hashes[step] == stopped["full_hash"], f"checkpoint {step} does not hold the state after step {step}"

@@ -286,8 +286,12 @@ def test_custom_builds_with_allowance_and_is_seeded(lab):
     spec = custom(name, "build", width=4)
     a = build_model(spec, CLS, 1, allow_imports=[name], search=[folder])
     b = build_model(spec, CLS, 1, allow_imports=[name], search=[folder])
+    other = build_model(spec, CLS, 2, allow_imports=[name], search=[folder])
     assert a(FEATURES, train=True, key=jax.random.key(0)).shape == (4, 4)
-    assert all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b)))
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))
+    # The factory's rngs come from the seed: another seed draws another kernel.
+    kernels = np.asarray(a.inner.layer.kernel), np.asarray(other.inner.layer.kernel)
+    assert not np.array_equal(*kernels), "seeds 1 and 2 built the same parameters: the seed never reached the factory"
 
 
 def test_custom_forwards_train_and_key_when_accepted(lab):

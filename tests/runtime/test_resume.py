@@ -1,8 +1,12 @@
-"""Resume-equivalence and determinism of real `exp run` processes (acceptance 1, 2, 3, 7, 8)."""
+"""Resume-equivalence and determinism of real `exp run` processes (acceptance 1, 2, 3, 7, 8).
+
+Training is deterministic, so a run that silently starts again from step 0
+ends on the same bits as one that resumed: every test here also reads where
+each attempt began (its `start` or `resume` event) and which steps it trained.
+"""
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import time
@@ -14,11 +18,16 @@ from tests.runtime.runs import (
     LORA,
     SMALL_TRANSFORMER,
     TRANSFORMER,
+    beginnings,
     checkpoint_hashes,
+    committed_checkpoints,
+    events,
     kill,
     ledger,
     run_json,
     start,
+    trained_steps,
+    wait_for_commit,
     wait_for_step,
 )
 
@@ -49,8 +58,12 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(tmp_path, name, lora_base)
     straight = run_json(*args, "--run-dir", str(tmp_path / "straight"))
     cut = run_json(*args, "--run-dir", str(tmp_path / "cut"), "--stop-at", str(N))
     assert (cut["outcome"], cut["step"]) == ("stopped", N)
+    assert trained_steps(tmp_path / "cut", 0) == list(range(1, N + 1))
     resumed = run_json(*args, "--run-dir", str(tmp_path / "cut"))
     assert resumed["outcome"] == "finished" and resumed["step"] == 2 * N
+    # The second attempt took up the stop-at step's checkpoint and trained only what was left.
+    assert beginnings(tmp_path / "cut") == [("start", 0), ("resume", N)]
+    assert trained_steps(tmp_path / "cut", 1) == list(range(N + 1, 2 * N + 1))
     assert resumed["full_hash"] == straight["full_hash"]
     assert ledger(tmp_path / "cut") == ledger(tmp_path / "straight")
     assert sorted(ledger(tmp_path / "straight")) == list(range(0, 2 * N + 1))  # step 0: the initial state
@@ -80,9 +93,19 @@ def test_sigkill_at_a_random_step_then_restart(tmp_path, long_digits):
     kill_at = random.Random(seed).randrange(25, 140)
     proc = start(*args, "--run-dir", str(tmp_path))
     wait_for_step(tmp_path, kill_at, proc)
+    wait_for_commit(tmp_path, 20, proc)  # the kill lands after a checkpoint committed: there is one to resume
     assert kill(proc, signal.SIGKILL) == -signal.SIGKILL, f"seed {seed}"
+    where = f"killed near step {kill_at} (seed {seed})"
+    newest = committed_checkpoints(tmp_path)[-1]
+    assert newest >= 20 and trained_steps(tmp_path, 0)[-1] >= kill_at, where
+    # The ledger names only checkpoints that committed: a cut write is never taken for one.
+    # (Records of older checkpoints remain after keep_last retired their folders.)
+    on_disk = committed_checkpoints(tmp_path)
+    assert {s for s in checkpoint_hashes(tmp_path) if s >= on_disk[0]} <= set(on_disk), where
     resumed = run_json(*args, "--run-dir", str(tmp_path))
-    assert resumed["full_hash"] == summary["full_hash"], f"killed near step {kill_at} (seed {seed})"
+    assert beginnings(tmp_path) == [("start", 0), ("resume", newest)], where
+    assert trained_steps(tmp_path, 1) == list(range(newest + 1, 161)), where
+    assert resumed["full_hash"] == summary["full_hash"], where
     assert ledger(tmp_path) == ledger(straight)
 
 
@@ -91,13 +114,15 @@ def test_sigterm_exits_75_with_a_checkpoint_and_resumes_bitwise(tmp_path, long_d
     proc = start(*args, "--run-dir", str(tmp_path))
     wait_for_step(tmp_path, 33, proc)
     assert kill(proc, signal.SIGTERM) == 75
-    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    preempted = [e for e in events if e["event"] == "preempted"]
+    preempted = [e for e in events(tmp_path) if e["event"] == "preempted"]
     assert len(preempted) == 1 and preempted[0]["signal"] == "SIGTERM"
     step = preempted[0]["step"]
     assert 33 <= step < 160 and (tmp_path / "checkpoints" / str(step)).is_dir()
     assert checkpoint_hashes(tmp_path)[step] == preempted[0]["full_hash"]
+    assert trained_steps(tmp_path, 0) == list(range(1, step + 1))
     resumed = run_json(*args, "--run-dir", str(tmp_path))
+    assert beginnings(tmp_path) == [("start", 0), ("resume", step)]
+    assert trained_steps(tmp_path, 1) == list(range(step + 1, 161))
     assert resumed["full_hash"] == summary["full_hash"]
     assert ledger(tmp_path) == ledger(straight)
 
@@ -109,5 +134,13 @@ def test_sigterm_before_the_first_step_still_exits_75(tmp_path, long_digits):
     while not (tmp_path / "LOCK").exists() and time.monotonic() < deadline:  # JAX is up; no step run yet
         time.sleep(0.005)
     assert kill(proc, signal.SIGTERM) == 75, proc.stderr
+    # Nothing was trained or saved: the run stopped where it stood, at step 0.
+    (preempted,) = [e for e in events(tmp_path) if e["event"] == "preempted"]
+    assert (preempted["step"], preempted["signal"]) == (0, "SIGTERM")
+    assert trained_steps(tmp_path, 0) == []
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
     resumed = run_json(*args, "--run-dir", str(tmp_path))
+    assert beginnings(tmp_path) == [("start", 0), ("start", 0)]  # no checkpoint: the next attempt starts afresh
+    assert trained_steps(tmp_path, 1) == list(range(1, 161))
     assert resumed["full_hash"] == summary["full_hash"]
+    assert ledger(tmp_path) == ledger(straight)

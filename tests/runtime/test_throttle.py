@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -18,9 +20,34 @@ from exp.runtime.throttle import (
     inflight_for,
     step_memory,
 )
-from tests.runtime.runs import DIGITS, run_json
+from tests.runtime.runs import DIGITS
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+"""JAX's event for each executable it builds (or loads from the persistent cache): one per real compilation,
+named by `fun_name`. A second jit wrapper around the same function counts again, unlike a jit cache size."""
+TRAIN = "jit(train)"
+
+# `exp` in this process, counting every compilation by name: jax is imported before
+# the run applies its settings, which only need the backend not to have started.
+COUNTED = f"""
+import json, sys
+import jax
+seen = []
+def listen(name, seconds, **kw):
+    if name == {BACKEND_COMPILE!r}:
+        seen.append(kw.get("fun_name"))
+jax.monitoring.register_event_duration_secs_listener(listen)
+from exp.cli import main
+sys.argv = ["exp", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as end:
+    code = end.code
+else:
+    code = 0
+print("COMPILED", json.dumps(seen), file=sys.stderr)
+sys.exit(code)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -80,34 +107,48 @@ def test_choosing_compiles_the_step_the_loop_then_runs(digits):
     memory = step_memory(stats, batch)
     state = jax.tree.map(lambda a: a.copy(), comps.state)  # the call below donates its state
     budget = memory.resident + int(3.5 * memory.per_step)
-    choice = choose_inflight(comps.steps.train, state, batch, budget, comps.layout.mesh.local_devices[0])
-    assert (choice.max_inflight, choice.budget_bytes, choice.budget_source) == (3, budget, "spec")
-    assert (choice.per_step_bytes, choice.resident_bytes) == (memory.per_step, memory.resident)
-    assert choice.reason.startswith("throttle: auto chose 3 steps in flight")
-    compiles: list[float] = []
+    # The fixture compiled the step already: start cold, or a second compile could not show.
+    jax.clear_caches()
+    compiles: list[str] = []
 
-    def listen(name: str, seconds: float, **_: object) -> None:
+    def listen(name: str, seconds: float, **kw: object) -> None:
         if name == BACKEND_COMPILE:
-            compiles.append(seconds)
+            compiles.append(str(kw.get("fun_name")))
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
+        choice = choose_inflight(comps.steps.train, state, batch, budget, comps.layout.mesh.local_devices[0])
+        chosen = compiles.count(TRAIN)
         jax.block_until_ready(comps.steps.train(state, batch))
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
-    assert compiles == [], "the loop's first call compiled the train step again"
+    assert (choice.max_inflight, choice.budget_bytes, choice.budget_source) == (3, budget, "spec")
+    assert (choice.per_step_bytes, choice.resident_bytes) == (memory.per_step, memory.resident)
+    assert choice.reason.startswith("throttle: auto chose 3 steps in flight")
+    assert chosen == 1, f"choosing compiled the train step {chosen} times"
+    assert compiles.count(TRAIN) == 1, "the loop's first call compiled the train step again"
 
 
 def test_a_run_with_auto_records_its_choice(tmp_path):
-    result = run_json(
+    args = (
+        "run",
         str(DIGITS),
         "train.steps=5",
         "train.eval_every=0",
         'throttle={max_inflight="auto", memory_budget="1KiB"}',
         "--run-dir",
         str(tmp_path),
+        "--json",
+        "-q",
     )
+    done = subprocess.run([sys.executable, "-P", "-c", COUNTED, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
     assert result["outcome"] == "finished" and result["step"] == 5
+    (counted,) = [line for line in done.stderr.splitlines() if line.startswith("COMPILED ")]
+    compiled = json.loads(counted.removeprefix("COMPILED "))
+    # Choosing K compiled the train step; the loop ran that executable and compiled nothing more of it.
+    assert compiled.count(TRAIN) == 1, f"the run compiled the train step {compiled.count(TRAIN)} times"
     assert result["compilations"] == 1
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     names = [e["event"] for e in events]
