@@ -111,6 +111,14 @@ MUTATIONS = (
         ("tests/runtime/test_examples.py::test_lora_trains_adapters_only_and_saves_10x_less",),
     ),
     Mutation(
+        "cluster-needs-launcher",
+        "a cluster member needs a variable only `exp launch` sets, so a scheduler's members fail",
+        "runtime/cluster.py",
+        "    how = requested_cluster(env)\n",
+        '    how = requested_cluster(env)\n    if how is not None:\n        env["JAX_COORDINATOR_BIND_ADDRESS"]\n',
+        ("tests/runtime/test_cluster.py::test_a_cluster_started_by_a_scheduler_trains_without_the_launcher",),
+    ),
+    Mutation(
         "plan-imports-jax",
         "`exp plan` imports JAX once the spec has compiled",
         "exp/cli/plan.py",

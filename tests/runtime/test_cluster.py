@@ -64,7 +64,7 @@ def _free_port() -> int:
 _LAUNCHER_ONLY = ("JAX_COORDINATOR_BIND_ADDRESS", "EXP_LAUNCHER_PID")
 
 
-def _cluster(run_dir, processes=2, devices=2) -> list[subprocess.Popen[str]]:
+def _cluster(run_dir, processes=2, devices=2, args=ARGS) -> list[subprocess.Popen[str]]:
     """A cluster started by hand, as a scheduler would, without `exp launch` or its helpers:
     each member gets the coordinator, the process count and its index, and its devices."""
     port = _free_port()
@@ -80,7 +80,7 @@ def _cluster(run_dir, processes=2, devices=2) -> list[subprocess.Popen[str]]:
             "JAX_PLATFORMS": "cpu",
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
         }
-        command = [EXP, "run", *ARGS, "--run-dir", str(run_dir), "--json", "-q"]
+        command = [EXP, "run", *args, "--run-dir", str(run_dir), "--json", "-q"]
         members.append(
             subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
@@ -98,6 +98,17 @@ def _results(members) -> list[tuple[int, dict]]:
 
 def _ledger_steps(path):
     return [json.loads(line) for line in path.read_text().splitlines() if '"kind":"step"' in line]
+
+
+def test_a_cluster_started_by_a_scheduler_trains_without_the_launcher(tmp_path):
+    """The scheduler path in the default suite: members started by hand form one cluster,
+    train, and agree on the final bits, needing nothing only `exp launch` sets."""
+    short = (*ARGS[:1], "train.steps=6", "checkpoint.every_steps=3", *ARGS[3:])
+    results = _results(_cluster(tmp_path / "run", args=short))
+    assert [code for code, _ in results] == [0, 0], results
+    assert [summary["step"] for _, summary in results] == [6, 6]
+    assert results[0][1]["full_hash"] == results[1][1]["full_hash"]
+    assert (tmp_path / "run" / "ledger.process-1.jsonl").exists(), "both processes were members of one cluster"
 
 
 @pytest.mark.slow  # ~50 s; `exp launch`'s tests cover a killed member and a preempted cluster by default
