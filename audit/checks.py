@@ -11,20 +11,39 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from exp.compiler import Plan, plan_spec
+from exp.runtime.run_files import RunFiles
 
-from .cuts import cut_interval, cut_points, describe_steps, resume_problem, resumed_at
+from .cuts import cut_interval, cut_points, resume_problem, resumed_at
+from .judge import (
+    LIVE_RETIRED,
+    RECOVERED,
+    UNRECORDED,
+    AcrossEvidence,
+    IntegrityEvidence,
+    Localisation,
+    ScheduleEvidence,
+    SegmentEvidence,
+    Side,
+    judge_across,
+    judge_integrity,
+    judge_schedule,
+    judge_segment,
+    localised,
+)
 from .ledger import Ledger, StepComparison, StepRecord, compare, read_ledger
-from .localize import environment_difference, leaf_distances_at, likely_cause
+from .localize import environment_difference, leaf_distances_at
 from .processes import KillMissed, RunError, RunRequest, run_exp, run_exp_killed, start_exp, stop_exp, wait_exp
 from .report import CheckResult
 
 __all__ = [
+    "LIVE_RETIRED",
+    "RECOVERED",
+    "UNRECORDED",
     "SpecTarget",
     "audit_integrity",
     "audit_segment",
@@ -50,7 +69,7 @@ def audit_overrides(run_dir: Path, checkpoint_every: int) -> list[str]:
         "train.eval_every=0",
         "checkpoint.enabled=true",
         f"checkpoint.every_steps={checkpoint_every}",
-        f'checkpoint.dir="{(run_dir / "checkpoints").as_posix()}"',
+        f'checkpoint.dir="{RunFiles(run_dir).default_checkpoints.as_posix()}"',
     ]
 
 
@@ -61,41 +80,6 @@ def audit_request(target: SpecTarget, run_dir: Path, stop_at: int, every: int) -
         overrides=(*target.overrides, *audit_overrides(run_dir, every)),
         stop_at=stop_at,
         allow_imports=target.allow_imports,
-    )
-
-
-def _result(
-    check: str,
-    target: SpecTarget,
-    plan: Plan,
-    comparison: StepComparison,
-    seconds: float,
-    sides: Sequence[tuple[str, Iterable[int]]] = (),
-    **extra: object,
-) -> CheckResult:
-    """The check's verdict; with nothing compared, an error naming what each of `sides`
-    (a description, the steps it recorded) holds, so the reader sees why."""
-    what = {"determinism": "two fresh runs", "resume": "the resumed run and the uninterrupted run"}.get(check, check)
-    if not comparison.compared:
-        why = "; ".join(f"{side} recorded {describe_steps(steps)}" for side, steps in sides)
-        summary = f"{check}: no steps to compare" + (f": {why}" if why else "")
-        return CheckResult(check, target.spec, plan.name, "error", summary, seconds=seconds)
-    if comparison.agree:
-        summary = f"{what} agree bitwise at all {len(comparison.compared)} compared steps"
-        return CheckResult(check, target.spec, plan.name, "passed", summary, comparison.compared, seconds=seconds)
-    step = comparison.first_divergence
-    summary = f"{what} diverge at step {step} in {len(comparison.leaves)} leaves"
-    return CheckResult(
-        check,
-        target.spec,
-        plan.name,
-        "failed",
-        summary,
-        comparison.compared,
-        step,
-        comparison.leaves,
-        seconds=seconds,
-        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -114,10 +98,12 @@ def _with_conflicts(
 
 def _localize(
     result: CheckResult, target: SpecTarget, workdir: Path, every: int, cut: int | None, sides: tuple[Path, Path]
-) -> None:
+) -> CheckResult:
     """Rerun both sides to the diverging step and measure how far the leaves are apart."""
     step = max(1, result.first_divergence or 1)
     one, two = workdir / f"{result.check}-x1", workdir / f"{result.check}-x2"
+    distances: list[dict[str, object]] = []
+    problem = None
     try:
         first = start_exp(audit_request(target, one, step, every))
         try:
@@ -127,13 +113,13 @@ def _localize(
             wait_exp(first)
         finally:
             stop_exp(first)
-        result.distances = leaf_distances_at(one, two, step, result.leaves)
-        if result.first_divergence == 0:
-            result.details["distances_after_step"] = 1
+        distances = leaf_distances_at(one, two, step, result.leaves)
     except RunError as err:
-        result.details["localisation"] = f"could not rerun both sides: {err}"
-    result.environment = environment_difference(*sides) or None
-    result.likely_cause = likely_cause(result.check, result.first_divergence, cut, result.environment)
+        problem = str(err)
+    found = Localisation(
+        distances=distances, rerun_problem=problem, environment=environment_difference(*sides), cut=cut
+    )
+    return localised(result, found)
 
 
 KILL_TRIES = 3
@@ -156,7 +142,7 @@ def _cut_and_resume(
                     run_exp(audit_request(target, b_dir, point, every))
                     continue
                 request = audit_request(target, b_dir, steps, every)
-                killed = run_exp_killed(request, point, b_dir / "checkpoints", after=resumed_from)
+                killed = run_exp_killed(request, point, RunFiles(b_dir).default_checkpoints, after=resumed_from)
                 resumed_from = max(killed.committed)
                 killed_after.append(killed.last_step)
             return b_dir, ({"killed_after_step": killed_after, "kill_tries": attempt + 1} if kill else {})
@@ -189,36 +175,34 @@ def audit_spec(target: SpecTarget, steps: int, cuts: int, kill: bool, workdir: P
     # B's fresh attempts against A: determinism. B's resumed attempts: resume-equivalence.
     fresh = _with_conflicts(b, b.conflicts_of(fresh=True), compare(a, a.steps, b.records(fresh=True)))
     resumed = _with_conflicts(b, b.conflicts_of(fresh=False), compare(a, a.steps, b.records(fresh=False)))
-    straight_side = ("the uninterrupted run", a.steps)
-    determinism = _result(
-        "determinism", target, plan, fresh, seconds / 2, (straight_side, ("the other fresh run", b.records(fresh=True)))
-    )
-    resume = _result(
-        "resume", target, plan, resumed, seconds / 2, (straight_side, ("the resumed attempts", b.records(fresh=False)))
-    )
-    hashes = (final_a.summary or {}).get("full_hash"), (final_b.summary or {}).get("full_hash")
-    resume.details["final_full_hashes"] = list(hashes)
     began = resumed_at(b_dir)
-    for result in (determinism, resume):
-        result.details.update({"steps": steps, "cuts": points, "kill": kill})
-    resume.details.update({"resumed_at": began, **kills})
-    if not points:
-        resume.status, resume.compared_steps = "skipped", []
-        resume.summary = f"the run audited here is {steps} step long: no step to cut at before its end"
-        return [determinism, resume]
-    problem = resume_problem(points, began, b_dir)
-    if problem is not None:
-        resume.status, resume.summary = "failed", f"resume not exercised: {problem}"
-    elif resume.status == "passed" and hashes[0] != hashes[1]:
-        resume.status, resume.summary = "failed", f"final full hashes differ at step {steps}"
+    problem = resume_problem(points, began, b_dir) if points else None
+    determinism, resume = judge_schedule(
+        ScheduleEvidence(
+            target=target.spec,
+            name=plan.name,
+            steps=steps,
+            cuts=tuple(points),
+            kill=kill,
+            fresh=fresh,
+            resumed=resumed,
+            sides=(
+                Side(description="the uninterrupted run", steps=tuple(a.steps)),
+                Side(description="the other fresh run", steps=tuple(b.records(fresh=True))),
+                Side(description="the resumed attempts", steps=tuple(b.records(fresh=False))),
+            ),
+            final_hashes=((final_a.summary or {}).get("full_hash"), (final_b.summary or {}).get("full_hash")),
+            resumed_at=tuple(began),
+            resume_problem=problem,
+            kills=kills,
+            seconds=seconds,
+        )
+    )
     if determinism.status == "failed":
-        _localize(determinism, target, workdir, every, None, (a_dir, b_dir))
-        if resume.status == "failed":
-            resume.status = "skipped"
-            resume.summary = "not meaningful: two fresh runs already differ (see determinism)"
+        determinism = _localize(determinism, target, workdir, every, None, (a_dir, b_dir))
     elif resume.status == "failed" and problem is None:
         cut = max((p for p in points if p < (resume.first_divergence or steps)), default=points[0])
-        _localize(resume, target, workdir, every, cut, (a_dir, b_dir))
+        resume = _localize(resume, target, workdir, every, cut, (a_dir, b_dir))
     return [determinism, resume]
 
 
@@ -247,38 +231,38 @@ def audit_segment(
     if start not in available:
         raise RunError(f"{run_dir}: no checkpoint at step {start} (checkpoints: {available or 'none'})")
     segment = workdir / "segment"
-    shutil.copytree(source / str(start), segment / "checkpoints" / str(start))
+    shutil.copytree(source / str(start), RunFiles(segment).default_checkpoints / str(start))
     run_exp(audit_request(target, segment, end, end + 1))
     original, rerun = read_ledger(Path(run_dir)), read_ledger(segment)
     window = {s: r for s, r in original.steps.items() if start < s <= end}
     comparison = compare(original, window, rerun.steps)
+    seconds = time.perf_counter() - t0
     environment = environment_difference(Path(run_dir), segment)
     if environment:  # another mesh or device count: measured, not judged
-        from .across import cross_environment_result
+        from .across import measure_across
 
-        return cross_environment_result(
-            "segment",
-            str(run_dir),
-            plan.name,
-            comparison,
-            environment,
-            (source, segment / "checkpoints"),
-            end,
-            time.perf_counter() - t0,
+        distances, missing = measure_across(source, RunFiles(segment).default_checkpoints, end)
+        return judge_across(
+            AcrossEvidence(
+                check="segment",
+                target=str(run_dir),
+                name=plan.name,
+                comparison=comparison,
+                environment=environment,
+                step=end,
+                distances=distances,
+                missing=missing,
+                seconds=seconds,
+            )
         )
-    sides = ((f"{run_dir} (its ledger)", original.steps), (f"the rerun from step {start}", rerun.steps))
-    result = _result("segment", target, plan, comparison, time.perf_counter() - t0, sides)
-    result.target = str(run_dir)
-    result.details.update({"segment": [start, end]})
-    if result.status == "passed":
-        result.summary = (
-            f"steps {start + 1}..{end} reproduce the run's ledger bitwise ({len(comparison.compared)} steps)"
-        )
-    elif result.status == "failed":
-        result.summary = f"the rerun from step {start} parts from the run's ledger at step {result.first_divergence}"
-        result.environment = environment_difference(Path(run_dir), segment) or None
-        result.likely_cause = likely_cause("segment", result.first_divergence, start, result.environment)
-    return result
+    sides = (
+        Side(description=f"{run_dir} (its ledger)", steps=tuple(original.steps)),
+        Side(description=f"the rerun from step {start}", steps=tuple(rerun.steps)),
+    )
+    evidence = SegmentEvidence(
+        target=str(run_dir), name=plan.name, start=start, end=end, comparison=comparison, sides=sides, seconds=seconds
+    )
+    return judge_segment(evidence)
 
 
 def _recorded_plan(run_dir: Path) -> Plan:
@@ -300,14 +284,6 @@ def _recorded_plan(run_dir: Path) -> Plan:
     return Plan.from_json(text, file=str(path))  # a PlanError names what another version lacks
 
 
-LIVE_RETIRED = "retired_while_reading"
-"""Detail of an integrity result: steps a live run retired while the audit read them."""
-UNRECORDED = "without_ledger_record"
-"""Detail of an integrity result: checkpoints the ledger has no record of, checked against their own metadata."""
-RECOVERED = "recovered_records"
-"""Detail of an integrity result: checkpoints whose ledger record a later attempt recovered from their metadata."""
-
-
 def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
     """Every checkpoint restores to the full hash recorded when it was saved.
 
@@ -326,44 +302,17 @@ def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
     directory = RunDir(run_dir).checkpoints(plan, folder)
     ledger = read_ledger(run_dir)
     survey = survey_checkpoints(directory, ledger.checkpoints, lambda: lock_holder(run_dir) is not None)
-    checked, bad, retired = sorted([*survey.verified, *survey.bad]), survey.bad, survey.retired
-    details: dict[str, object] = {LIVE_RETIRED: retired} if retired else {}
-    # Said, never silent: a checkpoint without a ledger record was checked against its own metadata only.
-    unrecorded = [step for step in checked if step not in ledger.checkpoints]
-    recovered = [step for step in checked if step in ledger.recovered]
-    if unrecorded:
-        details[UNRECORDED] = unrecorded
-    if recovered:
-        details[RECOVERED] = recovered
-    result = partial(
-        CheckResult, "integrity", str(run_dir), plan.name, compared_steps=checked, seconds=time.perf_counter() - t0
-    )
-    if not checked and retired:
-        summary = f"run is live: checkpoints retired while reading (all {len(retired)})"
-        return result("skipped", summary, details=details)
-    if not checked:
-        return result("error", "no checkpoints to check")
-    also = f"; {len(retired)} more retired by the run while being read" if retired else ""
-    if unrecorded:
-        also += (
-            f"; {len(unrecorded)} without a ledger record (checked against their own metadata only: "
-            f"{describe_steps(unrecorded)})"
+    checked = sorted([*survey.verified, *survey.bad])
+    return judge_integrity(
+        IntegrityEvidence(
+            target=str(run_dir),
+            name=plan.name,
+            checked=tuple(checked),
+            bad=survey.bad,
+            retired=tuple(survey.retired),
+            # Said, never silent: a checkpoint without a ledger record was checked against its own metadata only.
+            unrecorded=tuple(step for step in checked if step not in ledger.checkpoints),
+            recovered=tuple(step for step in checked if step in ledger.recovered),
+            seconds=time.perf_counter() - t0,
         )
-    if recovered:
-        also += f"; {len(recovered)} recorded from their own metadata after a kill ({describe_steps(recovered)})"
-    if bad:
-        first = min(bad)
-        return result(
-            "failed",
-            f"{len(bad)} of {len(checked)} checkpoints do not restore to their recorded hash "
-            f"(first: step {first}){also}",
-            first_divergence=first,
-            details={"bad": {str(k): v for k, v in bad.items()}, **details},
-            likely_cause="checkpoint files changed on disk after they were written (corruption or tampering)",
-        )
-    summary = (
-        "the one checkpoint restores to the hash recorded when it was saved"
-        if len(checked) == 1
-        else f"all {len(checked)} checkpoints restore to the hash recorded when they were saved"
     )
-    return result("passed", summary + also, details=details)

@@ -25,9 +25,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-from exp.runtime.signals import EXIT_PREEMPTED
-from exp.runtime.supervision import EXIT_INTERRUPTED
-
 __all__ = ["GRACE_S", "StoppedBySignal", "release", "spawn", "stopped_on_signal"]
 
 GRACE_S = 10.0
@@ -47,11 +44,6 @@ class StoppedBySignal(BaseException):
         self.signum = signum
         self.name = signal.Signals(signum).name
         super().__init__(self.name)
-
-    @property
-    def exit_code(self) -> int:
-        """75 after SIGTERM (preempted), 130 after SIGINT (interrupted)."""
-        return EXIT_PREEMPTED if self.signum == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 class _Registry:

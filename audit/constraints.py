@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from exp.errors import BadInput
+
 __all__ = ["LockConflict", "constraints_path", "constraints_text", "install_command"]
 
 
-class LockConflict(ValueError):
+class LockConflict(BadInput, ValueError):
     """The lock's entries were recorded with different versions of one package."""
 
 

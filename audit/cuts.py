@@ -28,11 +28,12 @@ def cut_points(steps: int, cuts: int) -> list[int]:
 def resumed_at(run_dir: Path) -> list[int]:
     """The step each later attempt in `run_dir` began at (0: it started fresh)."""
     from exp.runtime.records import iter_jsonl
+    from exp.runtime.run_files import BEGINS, Event, RunFiles
 
     begins = [
-        int(event.get("step", 0)) if event["event"] == "resume" else 0
-        for event in iter_jsonl(run_dir / "events.jsonl")
-        if event.get("event") in ("start", "resume")
+        int(event.get("step", 0)) if event["event"] == Event.RESUME else 0
+        for event in iter_jsonl(RunFiles(run_dir).events)
+        if event.get("event") in BEGINS
     ]
     return begins[1:]
 

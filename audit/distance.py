@@ -19,7 +19,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from exp.runtime.hashing import _is_key, canonical_leaves
+from exp.runtime.hashing import canonical_leaves, is_key
 
 __all__ = ["LeafDistance", "describe", "leaf_distances", "ulp_distance"]
 
@@ -49,7 +49,7 @@ class LeafDistance:
 
 
 def _native(x: Any) -> np.ndarray:
-    if _is_key(x):
+    if is_key(x):
         x = jax.random.key_data(x)
     a = np.asarray(jax.device_get(x))
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))

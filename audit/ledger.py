@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from exp.runtime.records import DamagedRecord, iter_records
+from exp.runtime.run_files import Kind, RunFiles
 
 __all__ = ["Ledger", "StepComparison", "StepRecord", "compare", "read_ledger"]
 
@@ -80,9 +81,9 @@ class Ledger:
 
 
 _FIELDS: dict[str, dict[str, type]] = {
-    "leaves": {"params": list, "opt": list},
-    "checkpoint": {"step": int, "full_hash": str},
-    "step": {"step": int, "params": str, "opt": str, "leaves": str, "attempt": int},
+    Kind.LEAVES: {"params": list, "opt": list},
+    Kind.CHECKPOINT: {"step": int, "full_hash": str},
+    Kind.STEP: {"step": int, "params": str, "opt": str, "leaves": str, "attempt": int},
 }
 """What each kind of record holds; other kinds are passed over."""
 _OPTIONAL = {"attempt"}
@@ -104,19 +105,19 @@ def read_ledger(run_dir: Path) -> Ledger:
     """The ledger of `run_dir`; a torn last line (from a kill) is ignored, any other
     damaged line raises `DamagedRecord`."""
     ledger = Ledger()
-    path = Path(run_dir) / "ledger.jsonl"
+    path = RunFiles(Path(run_dir)).ledger
     for number, record in iter_records(path):
         record = _checked(path, number, record)
         kind = record.get("kind")
-        if kind == "leaves":
+        if kind == Kind.LEAVES:
             ledger.leaf_names = [f"params/{p}" for p in record["params"]] + [f"opt/{p}" for p in record["opt"]]
-        elif kind == "checkpoint":
+        elif kind == Kind.CHECKPOINT:
             ledger.checkpoints[record["step"]] = record["full_hash"]
             if record.get("recovered") is True:
                 ledger.recovered.add(record["step"])
             else:
                 ledger.recovered.discard(record["step"])
-        elif kind == "step":
+        elif kind == Kind.STEP:
             new = StepRecord(
                 record["step"], record["params"], record["opt"], record["leaves"], record.get("attempt", 0)
             )

@@ -1,32 +1,43 @@
-"""Localising a divergence: how far the differing leaves are apart, what differs
-in the environment, and what most likely caused it."""
+"""Localising a divergence: how far the differing leaves are apart, and what
+differs in the environment (the evidence; `judge` names the likely cause)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["environment_difference", "leaf_distances_at", "likely_cause", "recorded_environment"]
+from exp.runtime.run_files import RunFiles
+
+__all__ = ["environment_difference", "leaf_distances_at", "recorded_environment"]
 
 
 def recorded_environment(run_dir: Path) -> dict[str, Any] | None:
     """The environment class a run directory's env.json records; None without a readable one."""
     try:
-        found = json.loads((run_dir / "env.json").read_text())["class"]
+        found = json.loads(RunFiles(run_dir).env.read_text())["class"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return found if isinstance(found, dict) else None
 
 
-def _environment(run_dir: Path) -> dict[str, Any]:
-    return recorded_environment(run_dir) or {}
+def _settings(side: Mapping[str, Any] | Path) -> dict[str, Any]:
+    """An environment class as one setting per key; each package is its own setting
+    (`packages.numpy`), so a difference names the package that moved."""
+    found = dict((recorded_environment(side) or {}) if isinstance(side, Path) else side)
+    packages = found.pop("packages", None)
+    if isinstance(packages, dict):
+        found.update({f"packages.{name}": version for name, version in packages.items()})
+    elif packages is not None:
+        found["packages"] = packages
+    return found
 
 
-def environment_difference(a: Path, b: Path) -> dict[str, list[Any]]:
-    """Environment-class fields that differ between two run directories: key -> [a, b]."""
-    left, right = _environment(a), _environment(b)
+def environment_difference(a: Mapping[str, Any] | Path, b: Mapping[str, Any] | Path) -> dict[str, list[Any]]:
+    """Environment-class settings that differ between two sides: key -> [a, b]. A side
+    is a run directory (its env.json) or an environment class (a lock entry's)."""
+    left, right = _settings(a), _settings(b)
     return {k: [left.get(k), right.get(k)] for k in sorted(set(left) | set(right)) if left.get(k) != right.get(k)}
 
 
@@ -35,8 +46,8 @@ def leaf_distances_at(one: Path, two: Path, step: int, leaves: Sequence[str]) ->
     from .checkpoints import read_checkpoint
     from .distance import describe, leaf_distances
 
-    a = read_checkpoint(one / "checkpoints", step).state
-    b = read_checkpoint(two / "checkpoints", step).state
+    a = read_checkpoint(RunFiles(one).default_checkpoints, step).state
+    b = read_checkpoint(RunFiles(two).default_checkpoints, step).state
     found = leaf_distances(a, b, only=set(leaves) or None)
     return [
         {
@@ -51,27 +62,3 @@ def leaf_distances_at(one: Path, two: Path, step: int, leaves: Sequence[str]) ->
         }
         for d in found
     ]
-
-
-def likely_cause(check: str, step: int | None, cut: int | None, environment: dict[str, Any] | None) -> str:
-    """A one-line diagnosis from where the divergence happened."""
-    if environment:
-        return f"the two sides ran in different environments ({', '.join(environment)}); bits may differ there"
-    if check == "determinism":
-        if step == 0:
-            return (
-                "the initial parameters differ between two fresh runs: initialisation draws randomness "
-                "not derived from the seed tree (e.g. unseeded NumPy or Python random in custom model code)"
-            )
-        return (
-            f"two fresh runs part at step {step}: a step depends on something besides (seed, step), such as "
-            "unseeded randomness in data or model code, the clock, or a non-deterministic kernel"
-        )
-    if check in ("resume", "segment") and cut is not None and step == cut + 1:
-        return (
-            f"the process resumed at step {cut} computes a different step {cut + 1}: state outside the "
-            "checkpoint (an iterator, counter or host RNG in a data source or model) changed what the step saw"
-        )
-    if check in ("resume", "segment") and cut is not None and step is not None:
-        return f"the resumed run parts {step - cut} steps after the restore at step {cut}"
-    return "unknown"

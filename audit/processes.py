@@ -9,12 +9,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from exp.errors import BadInput
+from exp.exit_codes import ExitCode
+from exp.runtime.child_command import exp_run_argv
+from exp.runtime.records import DamagedRecord, parse_record
+from exp.runtime.run_files import Kind, RunFiles
 
 from .children import release, spawn
 
@@ -33,11 +38,8 @@ __all__ = [
     "wait_exp",
 ]
 
-# -P: never let a folder named `exp` in the working directory shadow the installed package.
-_EXP = [sys.executable, "-P", "-m", "exp", "run"]
 
-
-class RunError(RuntimeError):
+class RunError(BadInput, RuntimeError):
     """A run the audit needed could not be carried out (bad spec, crash, refusal)."""
 
 
@@ -58,12 +60,15 @@ class RunRequest:
     env: dict[str, str] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
-        args = [*_EXP, self.spec, *self.overrides, "--run-dir", str(self.run_dir), "--json", "--quiet"]
-        if self.stop_at is not None:
-            args += ["--stop-at", str(self.stop_at)]
-        for prefix in self.allow_imports:
-            args += ["--allow-import", prefix]
-        return args
+        return exp_run_argv(
+            self.spec,
+            self.overrides,
+            self.run_dir,
+            stop_at=self.stop_at,
+            allow_imports=self.allow_imports,
+            json=True,
+            quiet=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def wait_exp(run: StartedRun, timeout: float = 3600) -> RunOutcome:
     """Wait for a started run; raise `RunError` unless it ended as asked."""
     request = run.request
     outcome = _finish(request, run.proc, run.started, timeout)
-    if outcome.returncode != 0 or outcome.summary is None:
+    if outcome.returncode != ExitCode.OK or outcome.summary is None:
         reason = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else f"exit {outcome.returncode}"
         raise RunError(f"exp run {request.spec} (run dir {request.run_dir}) failed: {reason}")
     return outcome
@@ -170,11 +175,12 @@ class _LedgerTail:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
         for line in lines:
-            if b'"kind":"step"' in line:
-                try:
-                    self.step = max(self.step, int(json.loads(line)["step"]))
-                except (ValueError, KeyError, TypeError):
-                    continue
+            try:
+                record = parse_record(line, self.path)
+            except DamagedRecord:
+                continue
+            if record.get("kind") == Kind.STEP and isinstance(record.get("step"), int):
+                self.step = max(self.step, record["step"])
         return self.step
 
 
@@ -199,7 +205,7 @@ def run_exp_killed(
     had committed a checkpoint past `kill_at` by the time it died (it would resume
     there, past the cut), and `RunError` when it failed or did not get there in time.
     """
-    tail = _LedgerTail(request.run_dir / "ledger.jsonl")
+    tail = _LedgerTail(RunFiles(request.run_dir).ledger)
     run = start_exp(request)
     proc, deadline = run.proc, run.started + timeout
 
@@ -223,7 +229,7 @@ def run_exp_killed(
     wanted = f"step {kill_at} with a checkpoint committed at a step in {after + 1}..{kill_at}"
     seen = f"its ledger reached step {killed.last_step}, checkpoints committed: {killed.committed or 'none'}"
     if outcome.returncode != -signal.SIGKILL:
-        if outcome.returncode != 0:
+        if outcome.returncode != ExitCode.OK:
             reason = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else ""
             raise RunError(f"exp run {request.spec} (run dir {request.run_dir}) failed: {reason or outcome.returncode}")
         raise KillMissed(f"exp run {request.spec} ended before it could be killed at {wanted}: {seen}")

@@ -7,14 +7,17 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["AuditReport", "CheckResult", "Status"]
+__all__ = ["AuditReport", "CheckResult", "Overall", "Status"]
 
 Status = Literal["passed", "failed", "skipped", "error"]
+Overall = Literal["passed", "failed", "error"]
+"""What a whole report says: every check held, one failed, or one could not run."""
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class CheckResult:
-    """One check of one target."""
+    """One check of one target: a verdict, made once by `judge` and never changed
+    (a later step that adds localisation makes a new one with `dataclasses.replace`)."""
 
     check: str
     """determinism, resume, segment, integrity or lock."""
@@ -47,23 +50,25 @@ class AuditReport:
     seconds: float = 0.0
 
     @property
-    def exit_code(self) -> int:
-        """0 all checks hold, 1 a check failed, 2 a check could not run."""
+    def overall(self) -> Overall:
+        """error when a check could not run, else failed when one failed, else passed
+        (skipped checks pass). The command line picks its exit code from it."""
         statuses = {r.status for r in self.results}
         if "error" in statuses:
-            return 2
-        return 1 if "failed" in statuses else 0
+            return "error"
+        return "failed" if "failed" in statuses else "passed"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, exit_code: int) -> dict[str, Any]:
+        """The report, with the exit code the command that made it exits with."""
         return {
-            "passed": self.exit_code == 0,
-            "exit_code": self.exit_code,
+            "passed": self.overall == "passed",
+            "exit_code": int(exit_code),
             "seconds": self.seconds,
             "checks": [asdict(r) for r in self.results],
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+    def to_json(self, *, exit_code: int) -> str:
+        return json.dumps(self.to_dict(exit_code=exit_code), indent=2, sort_keys=True)
 
     def to_junit(self) -> str:
         """JUnit XML: a suite per target, a testcase per check."""

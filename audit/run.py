@@ -13,7 +13,8 @@ from exp.runtime.records import DamagedRecord
 from exp.runtime.rundir import RunRefused
 from exp.spec import SpecError
 
-from .checks import LIVE_RETIRED, SpecTarget, audit_integrity, audit_segment, audit_spec
+from .checks import SpecTarget, audit_integrity, audit_segment, audit_spec
+from .judge import LIVE_RETIRED, could_not_run
 from .processes import RunError
 from .report import AuditReport, CheckResult
 
@@ -41,7 +42,7 @@ def _guarded(check: str, target: str, work: Callable[..., object], *args: object
         results = work(*args)
     except (RunError, SpecError, DamagedRecord, RunRefused) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return [CheckResult(check, target, Path(target).stem, "error", message)]
+        return [could_not_run(check, target, Path(target).stem, message)]
     return list(results) if isinstance(results, list) else [results]  # type: ignore[list-item]
 
 
@@ -55,9 +56,10 @@ def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
     reading: that says nothing about the run's bits, and recorded as its latest audit
     it would hide the last real verdict. What is recorded stays true when read later:
     a pass names only checkpoints that restored, a failure only ones that stayed bad."""
-    from exp.runtime.status import AUDITS
+    from exp.runtime.run_files import RunFiles
 
-    if not results or any(r.status == "error" for r in results) or not (run_dir / "plan.json").is_file():
+    files = RunFiles(run_dir)
+    if not results or any(r.status == "error" for r in results) or not files.plan.is_file():
         return
     verdicts = [r for r in results if not (r.status == "skipped" and LIVE_RETIRED in r.details)]
     if not verdicts:
@@ -67,7 +69,7 @@ def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
         + "\n"
         for r in verdicts
     )
-    path = run_dir / AUDITS
+    path = files.audits
     try:
         with path.open("ab") as out:
             # A line torn by a killed audit stays (append-only) but must not swallow this one.

@@ -14,14 +14,14 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from exp.runtime.child_command import exp_argv, exp_run_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = str(ROOT / "examples" / "digits_mlp.toml")
-EXP = [sys.executable, "-P", "-m", "exp"]
 
 
 def _timed(argv: list[str]) -> float:
@@ -36,8 +36,8 @@ def measure(steps: int, repeats: int) -> dict[str, float]:
     try:
         for i in range(repeats + 1):  # the first round warms the compilation cache
             run_dir = work / f"plain-{i}"
-            t_plain = _timed([*EXP, "run", SPEC, "--stop-at", str(steps), "--run-dir", str(run_dir), "-q"])
-            t_audit = _timed([*EXP, "audit", SPEC, "--steps", str(steps)])
+            t_plain = _timed(exp_run_argv(SPEC, (), run_dir, stop_at=steps, quiet=True))
+            t_audit = _timed(exp_argv("audit", SPEC, "--steps", str(steps)))
             if i:
                 plain.append(t_plain)
                 audit.append(t_audit)

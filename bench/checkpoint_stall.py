@@ -14,9 +14,9 @@ Two figures per save:
 
 from __future__ import annotations
 
-import json
+from common import DIGITS, Row, at_most, exp_run, median, run_events, scratch, train_records
 
-from common import DIGITS, Row, at_most, exp_run, median, scratch, train_records
+from exp.runtime.run_files import Event
 
 EVERY, FIRST, STEPS = 10, 2, 45
 """Saves after steps 10, 20, 30 and 40 fall inside the window (2, 45]; the final one comes after it."""
@@ -38,8 +38,8 @@ def _stall_per_save(run_dir) -> float:
 
 
 def _blocked(run_dir) -> list[float]:
-    events = map(json.loads, (run_dir / "events.jsonl").read_text().splitlines())
-    return [e["blocked_s"] for e in events if e["event"] == "checkpoint_save" and e["step"] < STEPS]
+    events = run_events(run_dir)
+    return [e["blocked_s"] for e in events if e["event"] == Event.CHECKPOINT_SAVE and e["step"] < STEPS]
 
 
 def measure(repeats: int) -> list[Row]:

@@ -7,12 +7,10 @@ time means little, a ratio measured side by side does.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -21,11 +19,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exp.exit_codes import ExitCode
+from exp.runtime.child_command import exp_run_argv
+from exp.runtime.records import read_jsonl
+from exp.runtime.run_files import RunFiles
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DIGITS = EXAMPLES / "digits_mlp.toml"
 TRANSFORMER = EXAMPLES / "char_transformer.toml"
-EXP = [sys.executable, "-P", "-m", "exp"]
 
 
 @dataclass
@@ -98,23 +100,24 @@ def run_process(argv: Sequence[str], *, env: dict[str, str] | None = None, timeo
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    if child.returncode not in (0, 75):
+    if child.returncode not in (ExitCode.OK, ExitCode.PREEMPTED):
         raise RuntimeError(f"{' '.join(map(str, argv))} exited {child.returncode}: {stderr.strip()[-2000:]}")
     return Process(seconds, usage.ru_maxrss * 1024, stdout, started_at)
 
 
 def exp_run(spec: Path, run_dir: Path, *overrides: str, stop_at: int | None = None) -> Process:
     """A fresh `exp run` process, quiet."""
-    argv = [*EXP, "run", str(spec), *overrides, "--run-dir", str(run_dir), "-q"]
-    if stop_at is not None:
-        argv += ["--stop-at", str(stop_at)]
-    return run_process(argv)
+    return run_process(exp_run_argv(spec, overrides, run_dir, stop_at=stop_at, quiet=True))
 
 
 def train_records(run_dir: Path) -> list[dict[str, Any]]:
     """The run's training metrics records, in step order."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r.get("split") == "train"]
+    return [r for r in read_jsonl(RunFiles(run_dir).metrics) if r.get("split") == "train"]
+
+
+def run_events(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's events, in the order they happened."""
+    return read_jsonl(RunFiles(run_dir).events)
 
 
 def rate_between(records: list[dict[str, Any]], first: int, last: int) -> float:

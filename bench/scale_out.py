@@ -22,7 +22,6 @@ sides alternate; steps [0, first) are untimed (compilation, warm-up).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,10 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from common import DIGITS, EXP, TRANSFORMER, Row, median, rate_between, run_process, scratch, train_records
+from common import DIGITS, TRANSFORMER, Row, median, rate_between, run_events, run_process, scratch, train_records
 from throughput import Workload
 
+from exp.runtime.child_command import exp_run_argv
 from exp.runtime.local_cluster import free_port, member_env, xla_flags
+from exp.runtime.run_files import Event
 
 DEVICES = (1, 2, 4, 8)
 CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_COORDINATOR_BIND_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -52,7 +53,7 @@ def _env(devices: int) -> dict[str, str]:
 
 
 def _argv(spec: Path, run_dir: Path, overrides: Sequence[str]) -> list[str]:
-    return [*EXP, "run", str(spec), *overrides, "--run-dir", str(run_dir), "-q"]
+    return exp_run_argv(spec, overrides, run_dir, quiet=True)
 
 
 def run_one(spec: Path, run_dir: Path, overrides: Sequence[str], devices: int) -> float:
@@ -166,8 +167,8 @@ LAYOUTS = {"single": (1, 4), "multi": (2, 2)}
 
 
 def _blocked(run_dir: Path) -> list[float]:
-    events = map(json.loads, (run_dir / "events.jsonl").read_text().splitlines())
-    return [e["blocked_s"] for e in events if e["event"] == "checkpoint_save" and e["step"] < STEPS]
+    events = run_events(run_dir)
+    return [e["blocked_s"] for e in events if e["event"] == Event.CHECKPOINT_SAVE and e["step"] < STEPS]
 
 
 def _interval_and_slowdown(run_dir: Path) -> tuple[float, float]:

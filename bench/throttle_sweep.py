@@ -12,17 +12,16 @@ after it finished.
 
 from __future__ import annotations
 
-import json
+from common import DIGITS, Row, exp_run, median, run_events, scratch
 
-from common import DIGITS, Row, exp_run, median, scratch
+from exp.runtime.run_files import Event
 
 SETTINGS = {"1": "1", "2 (default)": "2", "4": "4", "8": "8", "unbounded": "1024", "auto": '"auto"'}
 STEPS = 1500
 
 
 def _chosen(run_dir) -> int | None:
-    events = map(json.loads, (run_dir / "events.jsonl").read_text().splitlines())
-    return next((e["max_inflight"] for e in events if e["event"] == "throttle"), None)
+    return next((e["max_inflight"] for e in run_events(run_dir) if e["event"] == Event.THROTTLE), None)
 
 
 def measure(repeats: int) -> list[Row]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from exp.errors import BadInput
 from exp.spec import Experiment
 
 __all__ = [
@@ -36,7 +37,7 @@ BATCH_AXES = AXES
 """The axes a batch's first dimension is split over."""
 
 
-class MeshError(ValueError):
+class MeshError(BadInput, ValueError):
     """The mesh does not fit the devices there are; the message names the spec key."""
 
     def __init__(self, key: str, message: str) -> None:

@@ -100,7 +100,7 @@ class Plan(_Frozen):
         return canonical_json(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, file: str = "plan.json") -> Plan:
+    def from_json(cls, text: str | bytes, *, file: str = "<plan>") -> Plan:
         """Load a plan and check it is exactly what its own spec compiles to."""
         from .compile import assemble
 

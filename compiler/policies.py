@@ -29,7 +29,8 @@ class CheckpointPolicy(BaseModel):
     save: Literal["full", "lora"]
     on_preemption: bool
     save_final: bool
-    """The last step is always saved, whatever the interval."""
+    """Whether the last step is saved whatever the interval (the checkpointer adds it
+    to its save decision); on whenever checkpoints are."""
 
 
 class ThrottlePlan(BaseModel):

@@ -115,7 +115,6 @@ def build_components(
         param_dtype=spec.train.param_dtype,
         allow_imports=allow_imports,
         search=[spec_dir],
-        with_lora=False,
     )
     base_weights = base_checkpoint = None
     lora = spec.model.lora
@@ -140,7 +139,14 @@ def build_components(
     shardings = layout.state_shardings(state)
     state = layout.place(state, shardings)
     steps = make_steps(
-        parts, tx, schedule, data.info.task, plan.seeds["dropout"], spec.train.grad_accum, shardings, layout.replicated
+        parts,
+        tx=tx,
+        schedule=schedule,
+        task=data.info.task,
+        dropout_seed=plan.seeds["dropout"],
+        grad_accum=spec.train.grad_accum,
+        state_shardings=shardings,
+        replicated=layout.replicated,
     )
     return Components(
         data=data,

@@ -59,9 +59,11 @@ class Checkpointer:
         # One process moves folders; the others list them only once it is done.
         self.tidied = self._tidy() if cluster.primary else []
         barrier(cluster, "checkpoints-tidied")
-        self.every_steps, self.total_steps = policy.every_steps, total_steps
+        self.every_steps = policy.every_steps
+        self.final_step = total_steps if policy.save_final else None
+        final = [] if self.final_step is None else [self.final_step]
         decide = policies.AnySavePolicy(
-            [policies.FixedIntervalPolicy(policy.every_steps), policies.SpecificStepsPolicy([total_steps])]
+            [policies.FixedIntervalPolicy(policy.every_steps), policies.SpecificStepsPolicy(final)]
         )
         keep: list[Any] = [policies.LatestN(policy.keep_last)]
         if policy.keep_every:
@@ -118,7 +120,7 @@ class Checkpointer:
         Asked every step, so it must not cost Orbax's `should_save` (which walks its
         policies and step list); `save` still lets Orbax decide.
         """
-        return step % self.every_steps == 0 or step == self.total_steps
+        return step % self.every_steps == 0 or step == self.final_step
 
     def save(self, step: int, state: PyTree, meta: dict[str, Any], *, force: bool = False) -> bool:
         """Save (in the background when async); returns whether a save started."""

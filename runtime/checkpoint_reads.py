@@ -22,10 +22,19 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from exp.errors import BadInput
+
 from .hashing import full_hash
 from .types import PyTree
 
-__all__ = ["CheckpointDamaged", "committed_steps", "newest_record", "read_only_manager", "read_verified"]
+__all__ = [
+    "CheckpointDamaged",
+    "committed_steps",
+    "hash_mismatch",
+    "newest_record",
+    "read_only_manager",
+    "read_verified",
+]
 
 _ITEMS = ("state", "meta")
 _REASON_LIMIT = 200
@@ -34,7 +43,7 @@ _SETTLE_S = 60.0
 """How long a failed restore's remaining reads may take to finish before their loop closes."""
 
 
-class CheckpointDamaged(Exception):
+class CheckpointDamaged(BadInput):
     """A checkpoint that cannot serve as evidence (unreadable, or not the bytes that
     were saved), with a reason that fits one line."""
 
@@ -162,19 +171,31 @@ def read_verified(directory: Path, step: int) -> tuple[PyTree, dict[str, Any]]:
         raise CheckpointDamaged(step, f"state is a {type(state).__name__}, not a mapping")
     if meta.get("step") != step:
         raise CheckpointDamaged(step, f"metadata records step {meta.get('step')!r}")
-    recorded = meta.get("full_hash")
-    if not isinstance(recorded, str):
-        raise CheckpointDamaged(step, "metadata has no full_hash to verify the state against")
     # The runtime saves device arrays, which a restore without a target gives back
     # as device arrays; the audit compares on the host.
     state = jax.device_get(state)
     try:
-        actual = full_hash(state)
+        mismatch = hash_mismatch(state, meta)
     except Exception as error:
         raise CheckpointDamaged(step, _reason(error)) from error
-    if actual != recorded:
-        raise CheckpointDamaged(step, f"state hashes to {actual[:12]}, metadata records {recorded[:12]}")
+    if mismatch is not None:
+        raise CheckpointDamaged(step, mismatch)
     return dict(state), dict(meta)
+
+
+def hash_mismatch(host_state: PyTree, meta: dict[str, Any]) -> str | None:
+    """Why a restored state is not the one its record describes (one line), or None when it is.
+
+    The one check behind every verified read (resume, the audit, base weights):
+    the state, on the host, must hash to the full hash recorded when it was saved.
+    """
+    recorded = meta.get("full_hash")
+    if not isinstance(recorded, str):
+        return "metadata has no full_hash to verify the state against"
+    actual = full_hash(host_state)
+    if actual != recorded:
+        return f"state hashes to {actual[:12]}, but {recorded[:12]} was recorded"
+    return None
 
 
 def newest_record(directory: Path) -> tuple[int, dict[str, Any]] | None:

@@ -14,6 +14,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exp.errors import BadInput
+
+from .run_files import process_file
+
 __all__ = [
     "SINGLE",
     "Cluster",
@@ -28,7 +32,7 @@ __all__ = [
 _EXPLICIT = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
-class ClusterError(ValueError):
+class ClusterError(BadInput, ValueError):
     """The cluster variables are incomplete or malformed (bad input: exit 2)."""
 
 
@@ -52,10 +56,7 @@ class Cluster:
 
     def own(self, filename: str) -> str:
         """This process's copy of a per-process file: `ledger.jsonl` -> `ledger.process-1.jsonl`."""
-        if self.primary:
-            return filename
-        stem, dot, suffix = filename.partition(".")
-        return f"{stem}.process-{self.index}{dot}{suffix}"
+        return process_file(filename, self.index)
 
 
 SINGLE = Cluster(0, 1)

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .records import DamagedRecord, ignore_damage, iter_records
-from .rundir import RunDir
+from .run_files import Event, RunFiles
 
 __all__ = ["DAMAGED_EVENT", "MAX_LINES", "read_env", "survey_records"]
 
-DAMAGED_EVENT = "records_damaged"
+DAMAGED_EVENT = Event.RECORDS_DAMAGED
 MAX_LINES = 1000
 """Line numbers listed per file in one event (the count is always complete)."""
 
@@ -40,7 +40,7 @@ def _reported(events: Path) -> dict[str, set[int]]:
     return named
 
 
-def survey_records(rundir: RunDir) -> dict[str, dict[str, Any]]:
+def survey_records(rundir: RunFiles) -> dict[str, dict[str, Any]]:
     """File name -> {"count", "lines", "reason"} for the damaged lines of each record file
     that no earlier attempt named; empty when there are none."""
     named = _reported(rundir.events)

@@ -16,13 +16,14 @@ from importlib import metadata
 from typing import Any
 
 from exp.compiler import DeterminismPlan, digest
+from exp.errors import RunFailure
 
 __all__ = ["LateSettingsError", "apply_determinism", "environment_class"]
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
-class LateSettingsError(RuntimeError):
+class LateSettingsError(RunFailure, RuntimeError):
     """The determinism settings can no longer be applied in this process."""
 
 

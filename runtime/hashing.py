@@ -26,6 +26,7 @@ __all__ = [
     "combine_fingerprints",
     "device_fingerprints",
     "full_hash",
+    "is_key",
     "leaf_hashes",
     "leaf_paths",
 ]
@@ -71,7 +72,8 @@ def leaf_paths(tree: Any) -> list[str]:
     return [path for path, _ in _sorted_leaves(tree)]
 
 
-def _is_key(x: Any) -> bool:
+def is_key(x: Any) -> bool:
+    """Whether `x` is an array of typed PRNG keys: hashed and compared by their key data."""
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
@@ -82,7 +84,7 @@ def _frame(h: Any, data: bytes | np.ndarray) -> None:
 
 
 def _feed_leaf(h: Any, path: str, leaf: Any) -> None:
-    if _is_key(leaf):
+    if is_key(leaf):
         # Typed keys have no bytes of their own; the impl name keeps a
         # threefry key distinct from an rbg key (or a raw uint32 array).
         dtype = f"key<{jax.random.key_impl(leaf)}>"
@@ -146,7 +148,7 @@ def _lowbias32(h: jax.Array) -> jax.Array:
 def _words(x: Any) -> jax.Array:
     # The leaf's bit patterns as a flat uint32 vector, never its values:
     # -0.0 vs 0.0 and distinct NaN payloads must all be told apart.
-    if _is_key(x):
+    if is_key(x):
         x = jax.random.key_data(x)
     if isinstance(x, np.ndarray | np.generic) and jax.dtypes.canonicalize_dtype(x.dtype) != x.dtype:
         # Without x64, JAX would silently round a float64 host array to float32

@@ -11,19 +11,19 @@ the checkpoint itself rather than from the run that saved it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .checkpoint import Checkpointer
-from .records import JsonLines, lines_backwards
+from .records import DamagedRecord, JsonLines, lines_backwards, parse_record
+from .run_files import Kind
 
 __all__ = ["RECOVERED", "recorded_checkpoints", "recover_checkpoint_records"]
 
 RECOVERED = "recovered"
 """The field that marks a checkpoint record written from the checkpoint's own metadata."""
 
-_KIND = b'"kind":"checkpoint"'
-"""How a checkpoint record reads in the ledger (`JsonLines` writes compact, sorted JSON)."""
+_MARK = Kind.CHECKPOINT.value.encode()
+"""A line without these bytes holds no checkpoint record, and is not parsed."""
 
 
 def recorded_checkpoints(ledger: Path, wanted: set[int]) -> set[int]:
@@ -36,13 +36,13 @@ def recorded_checkpoints(ledger: Path, wanted: set[int]) -> set[int]:
     for line in lines_backwards(ledger):
         if found >= wanted:
             break
-        if _KIND not in line:
+        if _MARK not in line:
             continue
         try:
-            record = json.loads(line)
-        except ValueError:  # a damaged line holds no record
+            record = parse_record(line, ledger)
+        except DamagedRecord:  # a damaged line holds no record
             continue
-        step = record.get("step") if isinstance(record, dict) else None
+        step = record.get("step") if record.get("kind") == Kind.CHECKPOINT else None
         if step in wanted and isinstance(record.get("full_hash"), str):
             found.add(step)
     return found
@@ -66,6 +66,6 @@ def recover_checkpoint_records(checkpointer: Checkpointer, ledger: JsonLines, at
         digest = meta.get("full_hash")
         if meta.get("step") != step or not isinstance(digest, str):
             continue
-        ledger.write({"kind": "checkpoint", "step": step, "full_hash": digest, "attempt": attempt, RECOVERED: True})
+        ledger.write({"kind": Kind.CHECKPOINT, "step": step, "full_hash": digest, "attempt": attempt, RECOVERED: True})
         recovered.append(step)
     return recovered

@@ -11,16 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .launch import first_missing
+from exp.errors import BadInput
+from exp.exit_codes import ExitCode
+
+from .child_command import exp_run_argv
+from .execute import first_missing
+from .run_files import RunFiles
 from .rundir import write_json_atomic
-from .signals import EXIT_PREEMPTED
-from .supervision import EXIT_FAILED, EXIT_INTERRUPTED, GRACE_S, Echo, Member, Outcome, supervise
+from .supervision import GRACE_S, Echo, Member, Outcome, supervise
 
 __all__ = [
     "DEVICE_COUNT_FLAG",
@@ -35,10 +38,9 @@ __all__ = [
 ]
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
-EXIT_INVALID = 2
 
 
-class LaunchRefused(Exception):
+class LaunchRefused(BadInput):
     """The launch cannot start (its run directory cannot be created)."""
 
 
@@ -90,17 +92,15 @@ class LaunchOptions:
 
 def member_argv(options: LaunchOptions, process_id: int) -> list[str]:
     """The `exp run` command of member `process_id`; only process 0 talks to the terminal."""
-    argv = [sys.executable, "-P", "-m", "exp", "run", "--run-dir", str(options.run_dir)]
-    if options.stop_at is not None:
-        argv += ["--stop-at", str(options.stop_at)]
-    for prefix in options.allow_imports:
-        argv += ["--allow-import", prefix]
-    if process_id > 0:
-        argv.append("-q")
-    elif options.as_json:
-        argv.append("--json")
-    # "--": a spec or override that starts with "-" is still an argument.
-    return [*argv, "--", str(options.spec), *options.overrides]
+    return exp_run_argv(
+        options.spec,
+        options.overrides,
+        options.run_dir,
+        stop_at=options.stop_at,
+        allow_imports=options.allow_imports,
+        json=options.as_json and process_id == 0,
+        quiet=process_id > 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class LaunchResult:
         if outcome.interrupted:
             lines.append("interrupted twice: killed every process without saving")
         # A failure of input (exit 2) or of an import (1) would only fail again.
-        if self.exit_code in (EXIT_FAILED, EXIT_PREEMPTED, EXIT_INTERRUPTED):
+        if self.exit_code in (ExitCode.RUN_FAILED, ExitCode.PREEMPTED, ExitCode.INTERRUPTED):
             lines.append("relaunch the same command to resume from the last checkpoint")
         return lines
 
@@ -161,14 +161,14 @@ def launch(options: LaunchOptions, echo: Echo | None = None) -> LaunchResult:
         "devices_per_process": options.devices_per_process,
         "launcher_pid": os.getpid(),
     }
-    launch_file = options.run_dir / "launch.json"
+    launch_file = RunFiles(options.run_dir).launch
 
     def started(pids: list[int]) -> None:
         record["pids"] = pids
         write_json_atomic(launch_file, record)
 
     outcome = supervise(members, grace_s=options.grace_s, echo=echo, on_started=started)
-    if created is not None and (outcome.exit_code == EXIT_INVALID or outcome.unstarted):
+    if created is not None and (outcome.exit_code == ExitCode.BAD_INPUT or outcome.unstarted):
         # Bad input, or a preemption before the cluster formed: nothing behind, as with `exp run`.
         shutil.rmtree(created, ignore_errors=True)
     elif launch_file.exists():

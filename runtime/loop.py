@@ -26,9 +26,10 @@ from .cluster import agree_any
 from .hashing import combine_fingerprints, full_hash, leaf_paths
 from .progress import ProgressReport
 from .records import JsonLines
+from .run_files import Event, Kind
 from .signals import PreemptionGuard
 
-__all__ = ["LoopResult", "Recorders", "train_loop"]
+__all__ = ["LoopContext", "LoopResult", "Recorders", "train_loop"]
 
 Status = Literal["finished", "stopped", "preempted"]
 
@@ -49,6 +50,25 @@ class Recorders:
     events: JsonLines
 
 
+@dataclass(frozen=True)
+class LoopContext:
+    """What one attempt's loop works with, besides the state it trains."""
+
+    plan: Plan
+    comps: Components
+    recorders: Recorders
+    checkpointer: Checkpointer | None
+    """None when the plan saves no checkpoints."""
+    progress: ProgressReport
+    guard: PreemptionGuard
+    attempt: int
+    """This attempt's number (0 for the first), written into its ledger records."""
+    max_inflight: int
+    """Steps dispatched and unfinished at most: the plan's, or chosen for "auto"."""
+    stop_at: int | None = None
+    """Stop after this step (`--stop-at`), before the end."""
+
+
 @dataclass
 class LoopResult:
     status: Status
@@ -65,6 +85,18 @@ class _Pending:
     """Metrics and fingerprints of the step, in the layout of `Steps.report`."""
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """A checkpoint copied on the device, not yet handed to Orbax."""
+
+    step: int
+    copy: Any
+    forced: bool
+    """Written at once (the last step, a stop): no later step to overlap with."""
+    digest: Future[str]
+    """Its full hash, computed on the hasher thread (or already, in a cluster)."""
+
+
 def _hash_when_ready(copy: Any) -> str:
     """The full hash of a device copy, on the worker thread: it waits for the copy there."""
     return full_hash(jax.device_get(jax.block_until_ready(copy)))
@@ -72,7 +104,7 @@ def _hash_when_ready(copy: Any) -> str:
 
 def _fingerprint_record(step: int, fps: dict[str, np.ndarray]) -> dict[str, Any]:
     return {
-        "kind": "step",
+        "kind": Kind.STEP,
         "step": step,
         "params": combine_fingerprints(fps["params"]),
         "opt": combine_fingerprints(fps["opt"]),
@@ -83,38 +115,27 @@ def _fingerprint_record(step: int, fps: dict[str, np.ndarray]) -> dict[str, Any]
 
 
 class _Loop:
-    def __init__(
-        self,
-        plan: Plan,
-        comps: Components,
-        recorders: Recorders,
-        checkpointer: Checkpointer | None,
-        progress: ProgressReport,
-        guard: PreemptionGuard,
-        attempt: int,
-        max_inflight: int,
-    ) -> None:
-        self.plan, self.comps, self.rec = plan, comps, recorders
-        self.checkpointer, self.progress, self.guard = checkpointer, progress, guard
-        self.attempt = attempt
-        train = plan.spec.train
+    def __init__(self, ctx: LoopContext) -> None:
+        self.plan, self.comps, self.rec = ctx.plan, ctx.comps, ctx.recorders
+        self.checkpointer, self.progress, self.guard = ctx.checkpointer, ctx.progress, ctx.guard
+        self.attempt, self.stop_at = ctx.attempt, ctx.stop_at
+        train = ctx.plan.spec.train
         self.total, self.log_every, self.ledger_every, self.eval_every = (
             train.steps,
             train.log_every,
             train.ledger_every,
             train.eval_every,
         )
-        self.max_inflight = max_inflight
+        self.max_inflight = ctx.max_inflight
         self.inflight: deque[_Pending] = deque()
         self.eval_metrics: dict[str, float] | None = None
         self.uncommitted: deque[tuple[int, str]] = deque()
         """Checkpoints handed to Orbax whose commit is not ledgered yet, oldest first: (step, full hash)."""
-        self.snapshot: tuple[int, Any, bool, Future[str]] | None = None
-        """A checkpoint copied on the device, not yet handed to Orbax: (step, copy, forced, its hash)."""
+        self.snapshot: _Snapshot | None = None
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exp-checkpoint-hash")
         self._last_time = time.perf_counter()
         self._last_step = 0
-        self.cluster = comps.layout.cluster
+        self.cluster = ctx.comps.layout.cluster
 
     def stop_requested(self, step: int) -> str | None:
         """The signal that asks this run to stop after `step`, if any (agreed across a cluster)."""
@@ -190,10 +211,10 @@ class _Loop:
             began = time.perf_counter()
             digest: Future[str] = Future()
             digest.set_result(full_hash(self.comps.layout.to_host(copy)))
-            self.snapshot = (step, copy, force, digest)
+            self.snapshot = _Snapshot(step, copy, force, digest)
             self.write_snapshot(wait=True, began=began)
             return
-        self.snapshot = (step, copy, force, self.hasher.submit(_hash_when_ready, copy))
+        self.snapshot = _Snapshot(step, copy, force, self.hasher.submit(_hash_when_ready, copy))
         if force:
             self.write_snapshot(wait=True)
 
@@ -203,12 +224,12 @@ class _Loop:
         `began`: when the loop started waiting on this save, if before this call."""
         if self.snapshot is None or self.checkpointer is None:
             return
-        step, copy, force, digest_future = self.snapshot
-        if not wait and not digest_future.done():
+        snapshot = self.snapshot
+        if not wait and not snapshot.digest.done():
             return
         self.snapshot = None
         began = time.perf_counter() if began is None else began
-        digest = digest_future.result()
+        step, digest = snapshot.step, snapshot.digest.result()
         meta = {
             "step": step,
             "full_hash": digest,
@@ -219,13 +240,15 @@ class _Loop:
             "base_weights": self.comps.base_weights,
             "base_checkpoint": self.comps.base_checkpoint,
         }
-        if self.checkpointer.save(step, copy, meta, force=force):
+        if self.checkpointer.save(step, snapshot.copy, meta, force=snapshot.forced):
             # Orbax waited for every earlier write to finish before it started
             # this one, and would have raised had one failed: they all committed.
             self._ledger_checkpoints(len(self.uncommitted))
             blocked = time.perf_counter() - began
             # How long the loop waited on this save: what checkpointing costs the run.
-            self.rec.events.write({"event": "checkpoint_save", "step": step, "blocked_s": blocked, "time": time.time()})
+            self.rec.events.write(
+                {"event": Event.CHECKPOINT_SAVE, "step": step, "blocked_s": blocked, "time": time.time()}
+            )
             self.uncommitted.append((step, digest))
             self.record_commits()  # a synchronous save has committed already
 
@@ -258,16 +281,16 @@ class _Loop:
         """Write the records of the `count` oldest pending checkpoints, known to have committed."""
         for _ in range(count):
             step, digest = self.uncommitted.popleft()
-            self.rec.ledger.write({"kind": "checkpoint", "step": step, "full_hash": digest, "attempt": self.attempt})
+            self.rec.ledger.write({"kind": Kind.CHECKPOINT, "step": step, "full_hash": digest, "attempt": self.attempt})
 
     # -- the loop --------------------------------------------------------
-    def run(self, state: Any, start: int, stop_at: int | None) -> LoopResult:
+    def run(self, state: Any, start: int) -> LoopResult:
         data, steps = self.comps.data, self.comps.steps
-        end = min(self.total, stop_at) if stop_at is not None else self.total
+        end = min(self.total, self.stop_at) if self.stop_at is not None else self.total
         self._last_step = start
         self.rec.ledger.write(
             {
-                "kind": "leaves",
+                "kind": Kind.LEAVES,
                 "params": leaf_paths(state["params"]),
                 "opt": leaf_paths(state["opt"]),
                 "attempt": self.attempt,
@@ -315,24 +338,11 @@ class _Loop:
         return LoopResult("stopped", step, state, self.eval_metrics)
 
 
-def train_loop(
-    plan: Plan,
-    comps: Components,
-    state: Any,
-    start: int,
-    *,
-    recorders: Recorders,
-    checkpointer: Checkpointer | None,
-    progress: ProgressReport,
-    guard: PreemptionGuard,
-    stop_at: int | None,
-    attempt: int,
-    max_inflight: int,
-) -> LoopResult:
-    """Train from `start` (steps already done) to the end or `stop_at`, with at most
-    `max_inflight` steps dispatched and unfinished (the plan's, or chosen for "auto")."""
-    loop = _Loop(plan, comps, recorders, checkpointer, progress, guard, attempt, max_inflight)
+def train_loop(ctx: LoopContext, state: Any, start: int) -> LoopResult:
+    """Train from `start` (steps already done) to the end or `ctx.stop_at`, with at most
+    `ctx.max_inflight` steps dispatched and unfinished."""
+    loop = _Loop(ctx)
     try:
-        return loop.run(state, start, stop_at)
+        return loop.run(state, start)
     finally:
         loop.hasher.shutdown(wait=True)

@@ -22,6 +22,7 @@ from exp.compiler import Plan
 from .checkpoint_reads import CheckpointDamaged, committed_steps, newest_record, read_verified
 from .models import ModelError
 from .records import ignore_damage, read_jsonl
+from .run_files import Event, RunFiles
 from .rundir import RunDir, RunRefused
 from .types import PyTree
 
@@ -76,8 +77,9 @@ class Recorded:
 def _checkpoint_dir(path: Path) -> tuple[Path, int | None]:
     """A run directory, its checkpoints folder, or one step folder -> the checkpoints folder
     and the step the path names, if it names one."""
-    if (path / "checkpoints").is_dir():
-        return path / "checkpoints", None
+    default = RunFiles(path).default_checkpoints
+    if default.is_dir():
+        return default, None
     if path.name.isdigit() and (path / "state").is_dir():
         return path.parent, int(path.name)
     return path, None
@@ -89,7 +91,7 @@ def recorded_base(rundir: RunDir, checkpoints: Path) -> Recorded | None:
     weights = None
     # A damaged line is skipped (the resumed run names it); without the start event the newest checkpoint tells.
     for event in read_jsonl(rundir.events, ignore_damage):
-        if event.get("event") == "start":
+        if event.get("event") == Event.START:
             pinned = BaseCheckpoint.from_record(event.get("base_checkpoint"))
             if pinned is not None:
                 return Recorded(pinned, event.get("base_weights"), f"{rundir.events} (first start event)")

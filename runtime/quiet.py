@@ -103,10 +103,10 @@ class NativeStderrToFile:
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         global _TERMINAL
-        from .errors import input_error
+        from exp.errors import BadInput
 
         # Bad input fails before any background writer exists: restore at once.
-        failed = exc is not None and (not isinstance(exc, Exception) or input_error(exc) is None)
+        failed = exc is not None and not isinstance(exc, BadInput)
         if failed or self._real is None or self._saved is None:
             return
         for stream in (sys.stderr, _TERMINAL):

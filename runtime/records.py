@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from exp.errors import BadInput
+
 __all__ = [
     "DamagedRecord",
     "Discard",
@@ -74,7 +76,7 @@ def repair_tail(path: Path) -> int:
     return size - keep
 
 
-class DamagedRecord(ValueError):
+class DamagedRecord(BadInput, ValueError):
     """A complete line of a JSON-lines file that holds no record; says which file and line."""
 
     def __init__(self, path: Path, line: int | None, reason: str) -> None:
@@ -209,7 +211,7 @@ class Discard(JsonLines):
         pass
 
 
-class RunLocked(RuntimeError):
+class RunLocked(BadInput, RuntimeError):
     """Another live process holds the run directory."""
 
 

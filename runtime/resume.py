@@ -19,18 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exp.compiler import Plan
+from exp.errors import RunFailure
 
 from .build import Components, saved_part
 from .checkpoint import Checkpointer
+from .checkpoint_reads import hash_mismatch
 from .cluster import Cluster, gather_text
-from .hashing import full_hash
-from .launch import RunFailed
+from .execute import RunFailed
 from .rundir import RunRefused
 
 __all__ = ["ResumePoint", "check_identity", "find_resume_point"]
 
 
-class _Rejected(Exception):
+class _Rejected(RunFailure):
     """This checkpoint cannot be trusted; the reason is one line."""
 
 
@@ -132,9 +133,7 @@ def find_resume_point(checkpointer: Checkpointer, comps: Components) -> ResumePo
         agreed = _agree(cluster, verdict)
         if agreed is None and read is not None:  # every process holds its part: all join the gather
             meta, restored = read
-            digest = full_hash(comps.layout.to_host(restored))
-            if digest != meta.get("full_hash"):
-                verdict = f"restores to hash {digest[:12]}, but {str(meta.get('full_hash'))[:12]} was recorded"
+            verdict = hash_mismatch(comps.layout.to_host(restored), meta)
             agreed = _agree(cluster, verdict)
             if agreed is None:
                 return ResumePoint(step, meta, {**comps.state, **restored}, rejected, rejected_by)

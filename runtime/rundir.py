@@ -1,11 +1,6 @@
 """The run directory: its files, its plan, and whether a new process may continue it.
 
-```
-runs/<name>/
-  plan.json  env.json  events.jsonl  ledger.jsonl  metrics.jsonl
-  checkpoints/<step>/   LOCK   stderr.log (what native libraries print)
-  audits.jsonl          (the verdicts of `exp audit RUN_DIR`, appended by the audit)
-```
+Its files and record kinds are named in `run_files`.
 A directory whose plan has other math is never continued: the refusal names
 the fields and happens before anything in it is touched. A plan recorded by an
 earlier expspec version is compared input by input (`compare_recorded`), not
@@ -24,12 +19,15 @@ from typing import Any
 
 from exp.compiler import Plan, PlanError
 from exp.compiler.recorded import PlanComparison, compare_recorded, read_recorded
+from exp.errors import BadInput
 from exp.spec import SpecError
+
+from .run_files import RunFiles
 
 __all__ = ["RecordedPlan", "RunDir", "RunRefused", "operational_changes", "upgrade_record", "write_json_atomic"]
 
 
-class RunRefused(Exception):
+class RunRefused(BadInput):
     """The run directory belongs to another experiment (or cannot be read)."""
 
 
@@ -80,44 +78,8 @@ class RecordedPlan:
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """Paths of one run directory."""
-
-    root: Path
-
-    @property
-    def plan(self) -> Path:
-        return self.root / "plan.json"
-
-    @property
-    def env(self) -> Path:
-        return self.root / "env.json"
-
-    @property
-    def events(self) -> Path:
-        return self.root / "events.jsonl"
-
-    @property
-    def ledger(self) -> Path:
-        return self.root / "ledger.jsonl"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "LOCK"
-
-    def record_files(self) -> list[Path]:
-        """Every JSON-lines record file of the run: events, metrics, and each process's ledger."""
-        ledgers = sorted(self.root.glob("ledger.process-*.jsonl"))
-        return [self.events, self.metrics, self.ledger, *ledgers]
-
-    def kept_plans(self) -> list[Path]:
-        """The plans earlier upgrades replaced, oldest first: `plan.1.json`, `plan.2.json`, ..."""
-        found = [p for p in self.root.glob("plan.*.json") if p.name.split(".")[1].isdigit()]
-        return sorted(found, key=lambda p: int(p.name.split(".")[1]))
+class RunDir(RunFiles):
+    """Paths of one run directory (`RunFiles`), and what continuing it takes."""
 
     def keep_plan(self, text: bytes) -> Path:
         """`text` (the plan an upgrade replaces) kept as the first free `plan.<n>.json`; a copy
@@ -127,11 +89,12 @@ class RunDir:
             if path.read_bytes() == text:
                 return path
         number = int(kept[-1].name.split(".")[1]) + 1 if kept else 1
-        path = self.root / f"plan.{number}.json"
+        path = self.kept_plan(number)
         _write_atomic(path, text)
         return path
 
     def checkpoints(self, plan: Plan, spec_dir: Path) -> Path:
+        """The checkpoint folder the plan names (by default `checkpoints/` in the run directory)."""
         policy = plan.checkpoint
         base = self.root if policy.relative_to == "run_dir" else spec_dir
         return (base / policy.directory).absolute()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from exp import __version__
@@ -14,25 +15,38 @@ from .checkpoint import Checkpointer
 from .cluster import Cluster
 from .damaged_records import DAMAGED_EVENT, read_env, survey_records
 from .environment import environment_class
+from .execute import RunFailed, RunOptions, RunResult
 from .hashing import full_hash
-from .launch import RunFailed, RunOptions, RunResult
 from .ledger_repair import recover_checkpoint_records
-from .loop import Recorders, train_loop
+from .loop import LoopContext, LoopResult, Recorders, train_loop
 from .lora_base import BaseWeights
 from .progress import ProgressReport
 from .records import Discard, JsonLines, RunLock, ignore_damage, read_jsonl
 from .resume import ResumePoint, check_identity, find_resume_point
+from .run_files import ENV, Event, attempts
 from .rundir import RecordedPlan, RunDir, RunRefused, operational_changes, upgrade_record, write_json_atomic
 from .signals import PreemptionGuard
-from .tensorboard import FOLDER, TensorBoardMetrics
+from .step import StepCompilations
+from .tensorboard import TensorBoardMetrics
 from .throttle import choose_inflight
 
 __all__ = ["Session"]
 
 
-def _compilations(comps: Components) -> int:
-    """Train-step compilations in this process; the unhashed variant counts when `ledger_every` used it."""
-    return comps.steps.train._cache_size() + comps.steps.train_unhashed._cache_size()
+@dataclass
+class _Attempt:
+    """What this process's attempt has built and found, handed from one part of `Session.run` to the next."""
+
+    number: int
+    """Attempts recorded before this one (0 for the first)."""
+    comps: Components
+    compiled: StepCompilations
+    point: ResumePoint | None = None
+    """Where it resumes (None: from the start)."""
+
+    @property
+    def start(self) -> int:
+        return self.point.step if self.point is not None else 0
 
 
 class Session:
@@ -97,13 +111,13 @@ class Session:
         before, unreadable = read_env(self.rundir.env)
         notes += self._record_plan(before)
         if unreadable:
-            self.event("environment_change", before=None, after=env["class"], unreadable=f"env.json: {unreadable}")
+            self.event(Event.ENVIRONMENT_CHANGE, before=None, after=env["class"], unreadable=f"{ENV}: {unreadable}")
             notes.append(
                 f"env.json {unreadable}: rewritten from this environment; "
                 "whether the environment class changed is unknown"
             )
         elif before is not None and before.get("class_id") != env["class_id"]:
-            self.event("environment_change", before=before.get("class"), after=env["class"])
+            self.event(Event.ENVIRONMENT_CHANGE, before=before.get("class"), after=env["class"])
             notes.append("the environment class changed: bitwise equality with earlier steps is not promised")
         write_json_atomic(self.rundir.env, {**env, "expspec": __version__})
         return notes
@@ -115,7 +129,7 @@ class Session:
             kept = self.rundir.keep_plan(previous.text)
             old_version = (env_before or {}).get("expspec")
             record = upgrade_record(previous, self.plan, kept, (old_version, __version__))
-            self.event("upgrade", **record)
+            self.event(Event.UPGRADE, **record)
             write_json_atomic(self.rundir.plan, self.plan.to_dict())
             added = ", ".join([*record["added"], *record["parts"].get("added", [])]) or "none"
             return [f"upgraded this run directory's plan (new: {added}); the old plan is kept as {kept.name}"]
@@ -124,7 +138,7 @@ class Session:
         if loaded is None or changes or loaded.source != self.plan.source:
             write_json_atomic(self.rundir.plan, self.plan.to_dict())
         if changes:
-            self.event("operational_change", changes=changes)
+            self.event(Event.OPERATIONAL_CHANGE, changes=changes)
             return [f"operational changes: {', '.join(changes)}"]
         return []
 
@@ -134,7 +148,7 @@ class Session:
         """The state to train from and its step: restored, or fresh."""
         if point is None:
             self.event(
-                "start",
+                Event.START,
                 step=0,
                 attempt=attempt,
                 trajectory=self.plan.fingerprints.trajectory,
@@ -146,7 +160,7 @@ class Session:
         total = self.plan.spec.train.steps
         # Resuming at the last step: the steps are done, the end (final evaluation, records) is not.
         to_finish = {"to_finish": True} if point.step >= total else {}
-        self.event("resume", step=point.step, attempt=attempt, full_hash=point.meta["full_hash"], **to_finish)
+        self.event(Event.RESUME, step=point.step, attempt=attempt, full_hash=point.meta["full_hash"], **to_finish)
         what = "to finish (final evaluation and records)" if to_finish else ""
         progress.note(f"resumed {self.rundir.root} at step {point.step}/{total} {what}".rstrip())
         return point.state, point.step
@@ -160,7 +174,7 @@ class Session:
         """
         found = None
         for event in read_jsonl(self.rundir.events, ignore_damage):
-            if event.get("event") == "finished" and event.get("step") == step:
+            if event.get("event") == Event.FINISHED and event.get("step") == step:
                 found = event
         return found
 
@@ -168,11 +182,11 @@ class Session:
         """Record and move away what failed verification or never finished."""
         assert self.checkpointer is not None
         for note in self.checkpointer.tidied:
-            self.event("checkpoint_cleanup", note=note)
+            self.event(Event.CHECKPOINT_CLEANUP, note=note)
         for step, reason in sorted((point.rejected if point else {}).items()):
             moved = self.checkpointer.set_aside(step, "rejected")  # every process, same order: agreed verdicts
             who = {"processes": point.rejected_by[step]} if point and self.cluster.multi else {}
-            self.event("checkpoint_rejected", step=step, reason=reason, moved_to=str(moved), **who)
+            self.event(Event.CHECKPOINT_REJECTED, step=step, reason=reason, moved_to=str(moved), **who)
 
     def _max_inflight(self, comps: Components, state: Any, start: int, progress: ProgressReport) -> int:
         """The plan's bound, or (for "auto") one chosen from the compiled step, recorded."""
@@ -183,83 +197,122 @@ class Session:
         batch = comps.place_batch(comps.data.train_batch(start))
         device = comps.layout.mesh.local_devices[0]
         choice = choose_inflight(comps.steps.train, state, batch, throttle.memory_budget, device)
-        self.event("throttle", step=start, **choice.record())
+        self.event(Event.THROTTLE, step=start, **choice.record())
         progress.note(choice.reason)
         return choice.max_inflight
 
     # -- the run ---------------------------------------------------------
     def run(self) -> RunResult:
-        plan, options, rundir = self.plan, self.options, self.rundir
-        total = plan.spec.train.steps
-        # Counted before any process of a cluster can record this attempt's start.
-        attempt = sum(1 for e in read_jsonl(rundir.events, ignore_damage) if e.get("event") in ("start", "resume"))
-        comps = build_components(plan, options.spec_dir, options.allow_imports, self.cluster, self.base)
-        if plan.checkpoint.enabled:
-            self.checkpointer = Checkpointer(
-                rundir.checkpoints(plan, options.spec_dir),
-                plan.checkpoint,
-                total,
-                rundir.root / "rejected",
-                self.cluster,
+        """One attempt: find where to resume, then either report the run complete or train and record."""
+        with StepCompilations() as compiled:
+            # Counted before any process of a cluster can record this attempt's start.
+            number = attempts(read_jsonl(self.rundir.events, ignore_damage))
+            comps = build_components(
+                self.plan, self.options.spec_dir, self.options.allow_imports, self.cluster, self.base
             )
-            equivalent = self.previous.equivalent if self.previous else frozenset()
-            check_identity(self.checkpointer, plan, comps, str(rundir.root), equivalent)  # may refuse: nothing written
-        shared = self.cluster.primary
+            attempt = _Attempt(number, comps, compiled)
+            self._open_checkpoints(attempt)  # may refuse: nothing written yet
+            self._open_records()
+            attempt.point = self._resume_point(attempt)
+            done = self._already_complete(attempt)
+            if done is not None:
+                return done
+            notes = self._prepare(attempt)
+            return self._train(attempt, notes)
+
+    def _open_checkpoints(self, attempt: _Attempt) -> None:
+        """The checkpointer, when the plan saves; refuse checkpoints of another trajectory, data or base."""
+        plan, rundir = self.plan, self.rundir
+        if not plan.checkpoint.enabled:
+            return
+        self.checkpointer = Checkpointer(
+            rundir.checkpoints(plan, self.options.spec_dir),
+            plan.checkpoint,
+            plan.spec.train.steps,
+            rundir.rejected,
+            self.cluster,
+        )
+        equivalent = self.previous.equivalent if self.previous else frozenset()
+        check_identity(self.checkpointer, plan, attempt.comps, str(rundir.root), equivalent)
+
+    def _open_records(self) -> None:
+        """The append-only files: each process its own ledger; metrics and events from the primary."""
+        rundir, shared = self.rundir, self.cluster.primary
         self.recorders = Recorders(
             ledger=JsonLines(rundir.root / self.cluster.own(rundir.ledger.name)),
             metrics=JsonLines(rundir.metrics) if shared else Discard(),
             events=JsonLines(rundir.events) if shared else Discard(),
         )
+
+    def _resume_point(self, attempt: _Attempt) -> ResumePoint | None:
+        """The newest verified checkpoint (None for a fresh run); a run with none intact is recorded and refused."""
+        if self.checkpointer is None:
+            return None
         try:
-            point = find_resume_point(self.checkpointer, comps) if self.checkpointer else None
+            return find_resume_point(self.checkpointer, attempt.comps)
         except RunFailed as err:
-            self.event("error", error=str(err))
+            self.event(Event.ERROR, error=str(err))
             raise
-        finished = self._finished_record(point.step) if point is not None and point.step >= total else None
-        if point is not None and finished is not None and not point.rejected:
-            recorded = finished.get("eval")
-            metrics = recorded if isinstance(recorded, dict) else None
-            compiled = _compilations(comps)
-            return RunResult("complete", rundir.root, point.step, total, point.meta["full_hash"], metrics, compiled)
-        if shared and plan.spec.logging.tensorboard:
-            folder = rundir.root / FOLDER
-            start = point.step if point else 0
+
+    def _already_complete(self, attempt: _Attempt) -> RunResult | None:
+        """The run's result when an earlier attempt recorded its end at the resume point; nothing is written."""
+        point, total = attempt.point, self.plan.spec.train.steps
+        if point is None or point.step < total or point.rejected:
+            return None
+        finished = self._finished_record(point.step)
+        if finished is None:
+            return None
+        recorded = finished.get("eval")
+        metrics = recorded if isinstance(recorded, dict) else None
+        full = point.meta["full_hash"]
+        return RunResult("complete", self.rundir.root, point.step, total, full, metrics, attempt.compiled.count)
+
+    def _prepare(self, attempt: _Attempt) -> list[str]:
+        """Everything recorded before training: the metrics' TensorBoard view, a lock takeover, plan and
+        environment, checkpoints set aside and records recovered; the notes for the progress report."""
+        assert self.recorders is not None
+        plan, rundir = self.plan, self.rundir
+        if self.cluster.primary and plan.spec.logging.tensorboard:
+            folder = rundir.tensorboard
             # A folder already there holds an earlier attempt's view: hide its steps after `start`.
-            purge = start + 1 if folder.exists() else None
+            purge = attempt.start + 1 if folder.exists() else None
             self.recorders.metrics = TensorBoardMetrics(self.recorders.metrics, folder, purge)
         if self.lock.previous and self.lock.previous.get("pid"):
-            self.event("lock_takeover", previous=self.lock.previous)
-        notes = self._record_setup(environment_class(dict(comps.layout.sizes), plan.distributions))
+            self.event(Event.LOCK_TAKEOVER, previous=self.lock.previous)
+        notes = self._record_setup(environment_class(dict(attempt.comps.layout.sizes), plan.distributions))
         if self.checkpointer is not None:
-            self._set_aside(point)
-            recovered = recover_checkpoint_records(self.checkpointer, self.recorders.ledger, attempt)
+            self._set_aside(attempt.point)
+            recovered = recover_checkpoint_records(self.checkpointer, self.recorders.ledger, attempt.number)
             if recovered:
-                self.event("checkpoint_records_recovered", steps=recovered)
+                self.event(Event.CHECKPOINT_RECORDS_RECOVERED, steps=recovered)
+        return notes
 
-        progress = ProgressReport(total, point.step if point else 0, options.progress, plan.spec.train.log_every)
+    def _train(self, attempt: _Attempt, notes: list[str]) -> RunResult:
+        """Train from the resume point; a failure is recorded (with what background threads said) and raised."""
+        assert self.recorders is not None
+        plan, comps, train = self.plan, attempt.comps, self.plan.spec.train
+        progress = ProgressReport(train.steps, attempt.start, self.options.progress, train.log_every)
         for note in notes:
             progress.note(note)
         try:
-            state, start = self._begin(comps, point, attempt, progress)
-            self.event("layout", step=start, **comps.layout.record(state))
-            max_inflight = self._max_inflight(comps, state, start, progress)
-            result = train_loop(
-                plan,
-                comps,
-                state,
-                start,
+            state, start = self._begin(comps, attempt.point, attempt.number, progress)
+            self.event(Event.LAYOUT, step=start, **comps.layout.record(state))
+            context = LoopContext(
+                plan=plan,
+                comps=comps,
                 recorders=self.recorders,
                 checkpointer=self.checkpointer,
                 progress=progress,
                 guard=self.guard,
-                stop_at=options.stop_at,
-                attempt=attempt,
-                max_inflight=max_inflight,
+                attempt=attempt.number,
+                max_inflight=self._max_inflight(comps, state, start, progress),
+                stop_at=self.options.stop_at,
             )
+            result = train_loop(context, state, start)
             digest = full_hash(comps.layout.to_host(saved_part(result.state, plan.checkpoint.save)))
         except Exception as err:
             self.event(
-                "error",
+                Event.ERROR,
                 error=f"{type(err).__name__}: {err}",
                 traceback=traceback.format_exc(),
                 background=self.background[-20:],
@@ -267,10 +320,15 @@ class Session:
             raise
         finally:
             progress.close()
+        return self._record_end(attempt, result, start, digest)
+
+    def _record_end(self, attempt: _Attempt, result: LoopResult, start: int, digest: str) -> RunResult:
+        """How the attempt ended, as an event and as the run's result."""
+        total = self.plan.spec.train.steps
         # An attempt that resumed at the last step did only what the one before left undone.
         to_finish = {"resumed_to_finish": True} if result.status == "finished" and start >= total else {}
         self.event(
-            result.status,
+            Event(result.status),
             step=result.step,
             full_hash=digest,
             signal=result.signal,
@@ -279,12 +337,12 @@ class Session:
         )
         return RunResult(
             result.status,
-            rundir.root,
+            self.rundir.root,
             result.step,
             total,
             digest,
             result.eval_metrics,
-            _compilations(comps),
+            attempt.compiled.count,
             result.signal,
             began=start,
         )

@@ -15,12 +15,11 @@ import signal
 from types import FrameType
 from typing import Any, NoReturn
 
+from exp.exit_codes import ExitCode
+
 from .quiet import terminal
 
-__all__ = ["EXIT_PREEMPTED", "PreemptionGuard", "hand_back", "recorded_signal"]
-
-EXIT_PREEMPTED = 75
-EXIT_INTERRUPTED = 130
+__all__ = ["PreemptionGuard", "hand_back", "recorded_signal"]
 
 
 def _owner(handler: object) -> object:
@@ -49,7 +48,7 @@ def _exit_now() -> NoReturn:
         os.write(terminal().fileno(), b"\ninterrupted again: stopped at once, nothing saved\n")
     except (OSError, ValueError):
         pass
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(ExitCode.INTERRUPTED)
 
 
 class PreemptionGuard:

@@ -23,16 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .records import records_backwards
+from .run_files import AttemptOutcome, Event, Kind, RunFiles, attempt_outcome
 
-__all__ = ["AUDITS", "RunStatus", "Status", "find_runs", "lock_holder", "read_status"]
-
-AUDITS = "audits.jsonl"
-"""`exp audit RUN_DIR` appends one line per check to this file in the run directory."""
+__all__ = ["RunStatus", "Status", "find_runs", "lock_holder", "read_status"]
 
 Status = Literal["running", "done", "stopped", "preempted", "failed", "killed", "not started"]
 
-_ENDS = {"finished": "done", "stopped": "stopped", "preempted": "preempted", "error": "failed"}
-_BEGINS = ("start", "resume")
+_ENDS: dict[str, Status] = {"finished": "done", "stopped": "stopped", "preempted": "preempted", "error": "failed"}
 _MAX_DEPTH = 3
 """Folders below the listed one searched for runs (sweeps nest them)."""
 
@@ -65,7 +62,7 @@ class RunStatus:
 def lock_holder(root: Path) -> dict[str, Any] | None:
     """The LOCK holder's record when a live process holds a lock of `root` (any process
     of a cluster), else None: whether the run in `root` is live, without touching it."""
-    for lock in sorted(root.glob("LOCK*")):
+    for lock in RunFiles(root).locks():
         try:
             fd = os.open(lock, os.O_RDONLY)
         except OSError:
@@ -86,7 +83,7 @@ def lock_holder(root: Path) -> dict[str, Any] | None:
 def _plan(root: Path) -> dict[str, Any]:
     """plan.json as data: a listing shows even a plan this version would refuse."""
     try:
-        found = json.loads((root / "plan.json").read_text(encoding="utf-8"))
+        found = json.loads(RunFiles(root).plan.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
@@ -98,18 +95,10 @@ def _get(data: dict[str, Any], *keys: str) -> Any:
     return data
 
 
-def _last_event(root: Path) -> dict[str, Any] | None:
-    for event in records_backwards(root / "events.jsonl"):
-        name = event.get("event")
-        if isinstance(name, str) and (name in _BEGINS or name in _ENDS):
-            return event
-    return None
-
-
 def _metrics(root: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The last train and the last eval record."""
     train = evaluation = None
-    for record in records_backwards(root / "metrics.jsonl"):
+    for record in records_backwards(RunFiles(root).metrics):
         if train is None and record.get("split") == "train":
             train = record
         if evaluation is None and record.get("split") == "eval":
@@ -120,30 +109,30 @@ def _metrics(root: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
 
 
 def _last_step(root: Path) -> int | None:
-    for record in records_backwards(root / "ledger.jsonl"):
-        if record.get("kind") == "step" and isinstance(record.get("step"), int):
+    for record in records_backwards(RunFiles(root).ledger):
+        if record.get("kind") == Kind.STEP and isinstance(record.get("step"), int):
             return record["step"]
     return None
 
 
-def _status(root: Path, event: dict[str, Any] | None) -> tuple[Status, str | None]:
+def _status(root: Path, outcome: AttemptOutcome) -> tuple[Status, str | None]:
     holder = lock_holder(root)
     if holder is not None:
         return "running", f"pid {holder['pid']} on {holder.get('host')}" if holder.get("pid") else None
-    if event is None:
+    event = outcome.event or {}
+    if outcome.how == "none":
         return "not started", "nothing recorded; it failed or was refused before its first step"
-    name = event["event"]
-    if name in _BEGINS:
+    if outcome.how == "unended":
         return "killed", (
             "ended without recording an end (SIGKILL, out of memory, a lost machine); "
             "run again to resume from its last checkpoint"
         )
-    if name == "error":
+    if outcome.how == Event.ERROR:
         error = str(event.get("error") or "")
         return "failed", error.splitlines()[0] if error else None
-    if name == "preempted":
+    if outcome.how == Event.PREEMPTED:
         return "preempted", f"by {event.get('signal') or 'a signal'}; run again to resume"
-    return _ENDS[name], None  # type: ignore[return-value]
+    return _ENDS[outcome.how], None
 
 
 def _unfinished(status: Status, event: dict[str, Any] | None, step: int, total: int) -> str:
@@ -164,15 +153,17 @@ def _unfinished(status: Status, event: dict[str, Any] | None, step: int, total: 
 def read_status(root: Path, name: str | None = None) -> RunStatus:
     """Where the run in `root` stands; reads only."""
     plan = _plan(root)
-    event = _last_event(root)
-    status, detail = _status(root, event)
+    files = RunFiles(root)
+    outcome = attempt_outcome(records_backwards(files.events))
+    event = outcome.event
+    status, detail = _status(root, outcome)
     train, evaluation = _metrics(root)
     # A clean end records its step; otherwise the ledger says how far it got.
-    ended = event is not None and event["event"] in ("finished", "stopped", "preempted")
+    ended = outcome.how in (Event.FINISHED, Event.STOPPED, Event.PREEMPTED)
     candidates = [event.get("step")] if ended and event else []
     candidates += [_last_step(root), (train or {}).get("step"), (event or {}).get("step")]
     step = next((s for s in map(_integer, candidates) if s is not None), None)
-    audit = next(records_backwards(root / AUDITS), None)
+    audit = next(records_backwards(files.audits), None)
     total = _get(plan, "spec", "train", "steps")
     if status in ("killed", "preempted") and step is not None and _integer(total) is not None and step >= total:
         detail = _unfinished(status, event, step, total)
@@ -204,9 +195,7 @@ def _number(value: Any) -> float | None:
 
 
 def _is_run(folder: Path) -> bool:
-    # LOCK is the first file a run creates: a run that failed while building its
-    # model or data has nothing else, and is still listed ("not started").
-    return any((folder / name).is_file() for name in ("plan.json", "events.jsonl", "LOCK"))
+    return RunFiles(folder).is_run()
 
 
 def find_runs(folder: Path) -> list[Path]:

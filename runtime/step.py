@@ -9,7 +9,7 @@ donated: parameters and optimizer state are updated in place on the device.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -23,7 +23,10 @@ from .hashing import device_fingerprints
 from .objectives import METRICS, loss_and_metrics, weighted_sums
 from .types import PyTree
 
-__all__ = ["ModelParts", "StepReport", "Steps", "make_steps"]
+__all__ = ["ModelParts", "StepCompilations", "StepReport", "Steps", "make_steps"]
+
+TRAIN_STEPS = ("jit(train)", "jit(update)")
+"""The names JAX reports for the two train steps below (`train` and its unhashed variant `update`)."""
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,17 @@ class Steps:
     """A copy of a pytree on the device, which a later step's donation cannot overwrite."""
 
 
+_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+"""JAX's monitoring event for each executable it builds, with the function's name as `fun_name`."""
+
+
 def _abstract(state: nnx.State) -> nnx.State:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
 
 
 def make_steps(
     parts: ModelParts,
+    *,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     task: str,
@@ -166,3 +174,31 @@ def make_steps(
         fingerprint=jax.jit(fingerprint, out_shardings=replicated),
         snapshot=jax.jit(lambda tree: jax.tree.map(jnp.copy, tree)),
     )
+
+
+@dataclass
+class StepCompilations:
+    """Counts the train steps' compilations while entered (a context manager).
+
+    Counted from JAX's public monitoring events: one per executable built (or
+    loaded from the persistent cache), named after the jitted function. A run
+    reports the count so a recompiling step shows; the unhashed variant counts
+    when `train.ledger_every` used it.
+    """
+
+    count: int = 0
+    _listener: Callable[..., None] | None = field(default=None, repr=False)
+
+    def _heard(self, event: str, seconds: float, **fields: Any) -> None:
+        if event == _BACKEND_COMPILE and fields.get("fun_name") in TRAIN_STEPS:
+            self.count += 1
+
+    def __enter__(self) -> StepCompilations:
+        self._listener = self._heard
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._listener is not None:
+            jax.monitoring.unregister_event_duration_listener(self._listener)
+            self._listener = None

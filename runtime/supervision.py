@@ -27,11 +27,11 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from .signals import EXIT_PREEMPTED, hand_back, recorded_signal
+from exp.exit_codes import ExitCode
+
+from .signals import hand_back, recorded_signal
 
 __all__ = [
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
     "GRACE_S",
     "Echo",
     "Failure",
@@ -42,8 +42,6 @@ __all__ = [
     "supervise",
 ]
 
-EXIT_FAILED = 3
-EXIT_INTERRUPTED = 130
 POLL_S = 0.1
 GRACE_S = 60.0
 """How long members may take to end after a SIGTERM or after a peer ended."""
@@ -80,7 +78,7 @@ class Failure:
 
     @property
     def exit_code(self) -> int:
-        return self.returncode if self.returncode is not None and self.returncode > 0 else EXIT_FAILED
+        return self.returncode if self.returncode is not None and self.returncode > 0 else ExitCode.RUN_FAILED
 
     def describe(self) -> str:
         who = f"process {self.process_id}"
@@ -115,10 +113,10 @@ class Outcome:
         if self.failures:
             return self.failures[0].exit_code
         if self.interrupted:
-            return EXIT_INTERRUPTED
-        if any(code == EXIT_PREEMPTED for code in self.returncodes) or self.unstarted:
-            return EXIT_PREEMPTED
-        return 0
+            return ExitCode.INTERRUPTED
+        if any(code == ExitCode.PREEMPTED for code in self.returncodes) or self.unstarted:
+            return ExitCode.PREEMPTED
+        return ExitCode.OK
 
 
 def supervise(
@@ -269,7 +267,7 @@ class _Running:
                 ended += 1
                 code = self.procs[index].returncode
                 assert code is not None
-                if index not in self.killed and code not in (0, EXIT_PREEMPTED):
+                if index not in self.killed and code not in (ExitCode.OK, ExitCode.PREEMPTED):
                     failures.append(Failure(index, code, self.last_line(index)))
                 elif index not in self.killed and deadline is None:
                     deadline, late = time.monotonic() + grace_s, f"still ran {grace_s:g} s after process {index} ended"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from exp.compiler.sweep import SweepPoint
+from exp.exit_codes import ExitCode
 
+from .child_command import exp_run_argv
 from .records import iter_jsonl
 from .rundir import RunDir, RunRefused
-from .signals import EXIT_PREEMPTED
-from .supervision import EXIT_INTERRUPTED, Member, signals_caught, supervise
+from .supervision import Member, signals_caught, supervise
 from .tensorboard import TensorBoardMissing, require_tensorboard
 
 __all__ = ["PointResult", "SweepOptions", "SweepResult", "check_sweep", "point_argv", "run_sweep"]
@@ -61,9 +61,9 @@ class PointResult:
     @property
     def outcome(self) -> str:
         """finished, stopped, complete, preempted, interrupted or failed."""
-        if self.exit_code == 0 and self.summary is not None:
+        if self.exit_code == ExitCode.OK and self.summary is not None:
             return str(self.summary.get("outcome", "finished"))
-        return {EXIT_PREEMPTED: "preempted", EXIT_INTERRUPTED: "interrupted"}.get(self.exit_code, "failed")
+        return {ExitCode.PREEMPTED: "preempted", ExitCode.INTERRUPTED: "interrupted"}.get(self.exit_code, "failed")
 
     @property
     def eval_metrics(self) -> dict[str, float] | None:
@@ -103,10 +103,10 @@ class SweepResult:
     def exit_code(self) -> int:
         """130 after a second SIGINT, 75 when stopped (rerun to resume), else the first failure's code, else 0."""
         if self.stopped_by == "interrupted":
-            return EXIT_INTERRUPTED
+            return ExitCode.INTERRUPTED
         if self.stopped_by is not None:
-            return EXIT_PREEMPTED
-        return next((p.exit_code for p in self.points if p.outcome == "failed"), 0)
+            return ExitCode.PREEMPTED
+        return next((p.exit_code for p in self.points if p.outcome == "failed"), ExitCode.OK)
 
 
 def check_sweep(points: Sequence[SweepPoint], options: SweepOptions) -> list[str]:
@@ -128,17 +128,16 @@ def check_sweep(points: Sequence[SweepPoint], options: SweepOptions) -> list[str
 
 
 def point_argv(options: SweepOptions, point: SweepPoint) -> list[str]:
-    """The `exp run` command of one point (-P: a folder named `exp` in the working
-    directory never shadows the installed package)."""
-    argv = [sys.executable, "-P", "-m", "exp", "run", "--run-dir", str(options.parent / point.name), "--json"]
-    if options.stop_at is not None:
-        argv += ["--stop-at", str(options.stop_at)]
-    for prefix in options.allow_imports:
-        argv += ["--allow-import", prefix]
-    if options.quiet:
-        argv.append("--quiet")
-    # "--": a spec or override that starts with "-" is still an argument.
-    return [*argv, "--", str(options.spec), *options.overrides, *point.overrides]
+    """The `exp run` command of one point."""
+    return exp_run_argv(
+        options.spec,
+        [*options.overrides, *point.overrides],
+        options.parent / point.name,
+        stop_at=options.stop_at,
+        allow_imports=options.allow_imports,
+        json=True,
+        quiet=options.quiet,
+    )
 
 
 def _failure(run_dir: Path) -> str:

@@ -16,11 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from exp.errors import BadInput
+
 from .records import JsonLines
+from .run_files import TENSORBOARD
 
 __all__ = ["FOLDER", "TensorBoardMetrics", "TensorBoardMissing", "require_tensorboard"]
 
-FOLDER = "tensorboard"
+FOLDER = TENSORBOARD
 """The event files' folder inside the run directory."""
 
 FLUSH_S = 10
@@ -30,7 +33,7 @@ SIGKILL loses at most this much of the view (never of `metrics.jsonl`)."""
 _NOT_SCALARS = frozenset({"step", "split", "time"})
 
 
-class TensorBoardMissing(Exception):
+class TensorBoardMissing(BadInput):
     """The spec asks for TensorBoard files and tensorboardX is not installed."""
 
 

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from exp.errors import BadInput
+
 __all__ = ["NO_VALUE", "Problem", "SpecError", "key_path_text", "show_value"]
 
 NO_VALUE: Any = object()
@@ -74,7 +76,7 @@ class Problem:
         return (self.file or "", self.line or 0, self.path)
 
 
-class SpecError(Exception):
+class SpecError(BadInput):
     """A spec could not be loaded; `problems` lists every reason found."""
 
     def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:

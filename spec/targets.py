@@ -15,22 +15,25 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from exp.errors import BadInput
+
 __all__ = [
     "ImportNotAllowed",
     "TargetNotFound",
     "check_targets",
     "custom_targets",
+    "import_refusal",
     "import_target",
     "is_allowed",
     "target_source",
 ]
 
 
-class TargetNotFound(LookupError):
+class TargetNotFound(BadInput, LookupError):
     """The module of a custom target does not exist on the search path."""
 
 
-class ImportNotAllowed(PermissionError):
+class ImportNotAllowed(BadInput, PermissionError):
     """A custom target was about to be imported without the caller's allowance."""
 
 
@@ -47,6 +50,16 @@ def is_allowed(target: str, allow_imports: Iterable[str]) -> bool:
     """
     module, _ = _split(target)
     return any(module == p or module.startswith(p.rstrip(".") + ".") for p in allow_imports if p)
+
+
+def _prefix(target: str) -> str:
+    """The `--allow-import` prefix that covers `target`: its top-level package."""
+    return _split(target)[0].split(".")[0]
+
+
+def import_refusal(target: str) -> str:
+    """Why `target` is not imported unless allowed, and the flag that allows it."""
+    return f"importing '{target}' runs its code; allow it with --allow-import {_prefix(target)}"
 
 
 def target_source(target: str, search: Sequence[Path | str] = ()) -> Path:
@@ -77,10 +90,7 @@ def import_target(target: str, allow_imports: Iterable[str], search: Sequence[Pa
     """Import and return the object `target` names, if the caller allowed it."""
     allowed = list(allow_imports)
     if not is_allowed(target, allowed):
-        module, _ = _split(target)
-        raise ImportNotAllowed(
-            f"importing '{module}' runs its code; allow it with --allow-import {module.split('.')[0]}"
-        )
+        raise ImportNotAllowed(import_refusal(target))
     module_name, attribute = _split(target)
     added = [str(p) for p in search if str(p) not in sys.path]
     sys.path[:0] = added
@@ -122,8 +132,7 @@ def check_targets(
     notes, problems = [], []
     for key, target in custom_targets(experiment).items():
         if not is_allowed(target, allowed):
-            root = target.split(":")[0].split(".")[0]
-            notes.append(f"{key}: '{target}' located, not imported (--allow-import {root} to check it)")
+            notes.append(f"{key}: '{target}' located, not imported (--allow-import {_prefix(target)} to check it)")
             continue
         try:
             obj = import_target(target, allowed, search)

@@ -15,13 +15,15 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console-script entry point (and `python -m exp`): it owns the process's signals."""
-    from .early_signals import EXIT_INTERRUPTED, Interrupted, install
+    from exp.exit_codes import ExitCode
+
+    from .early_signals import Interrupted, install
 
     try:
         install(sys.argv[1:])  # a Ctrl-C held back by a supervisor arrives in here
         _app()(prog_name="exp")
     except Interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 def _app() -> Any:

@@ -10,7 +10,10 @@ from typing import Annotated
 
 import typer
 
-from .console import EXIT_INVALID, say
+from exp.exit_codes import ExitCode
+
+from .console import say
+from .exit_status import audit_exit_code, stopped_exit_code
 from .options import AllowImportOpt
 
 HELP = """Prove a spec's runs are deterministic and resume bit-exactly; verify past runs and lockfiles.
@@ -67,7 +70,7 @@ def command(
     targets = targets or []
     if not targets and lock is None:
         say("exp audit: give a spec, a run directory or --lock FILE")
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(ExitCode.BAD_INPUT)
     request = AuditRequest(
         targets=tuple(targets),
         steps=steps,
@@ -96,13 +99,14 @@ def command(
     if stopped is not None:
         left = "kept" if keep else "removed"
         say(f"exp audit: stopped by {stopped.name}; its runs were stopped and their folder {left}")
-        raise typer.Exit(stopped.exit_code)
+        raise typer.Exit(stopped_exit_code(stopped.signum))
     report.seconds = time.perf_counter() - t0
     from .audit_render import render_report
 
     render_report(report)
+    code = audit_exit_code(report)
     if json_out is not None:
-        json_out.write_text(report.to_json() + "\n", encoding="utf-8")
+        json_out.write_text(report.to_json(exit_code=code) + "\n", encoding="utf-8")
     if junit_out is not None:
         junit_out.write_text(report.to_junit(), encoding="utf-8")
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(code)

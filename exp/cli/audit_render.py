@@ -66,5 +66,6 @@ def render_report(report: AuditReport) -> None:
             console.print()
             for line in _details(result):
                 console.print(line, markup=False)
-    verdict = {0: "all checks hold", 1: "a check failed", 2: "a check could not run"}[report.exit_code]
+    verdicts = {"passed": "all checks hold", "failed": "a check failed", "error": "a check could not run"}
+    verdict = verdicts[report.overall]
     console.print(f"\n{verdict} ({report.seconds:.1f} s)", markup=False)

@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from exp.errors import BadInput
+from exp.exit_codes import ExitCode
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from rich.console import Console
 
     from exp.spec import SpecError
-
-EXIT_INVALID = 2
 
 
 @cache
@@ -49,6 +50,13 @@ class _Terminal:
         return terminal().isatty()
 
 
+def exit_code_for(err: BaseException) -> ExitCode:
+    """The exit code for a command that `err` ended: the one place the two library
+    bases (exp.errors) become codes. `BadInput` is 2; a `RunFailure`, or anything
+    the library did not foresee, is 3."""
+    return ExitCode.BAD_INPUT if isinstance(err, BadInput) else ExitCode.RUN_FAILED
+
+
 def say(text: str) -> None:
     """A plain line for people (no markup interpretation of file names)."""
     if text.isprintable():
@@ -68,7 +76,7 @@ def print_problems(err: SpecError) -> None:
 def fail_invalid(err: SpecError) -> NoReturn:
     """Print every problem and exit 2."""
     print_problems(err)
-    raise typer.Exit(EXIT_INVALID)
+    raise typer.Exit(ExitCode.BAD_INPUT)
 
 
 def byte_size(count: int) -> str:
@@ -92,7 +100,7 @@ def write_output(output: Path | None, text: str) -> None:
         handle, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     except OSError as err:
         say(f"{output}: cannot write: {err.strerror or err}")
-        raise typer.Exit(EXIT_INVALID) from None
+        raise typer.Exit(ExitCode.BAD_INPUT) from None
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -103,5 +111,5 @@ def write_output(output: Path | None, text: str) -> None:
     except OSError as err:
         os.unlink(tmp)
         say(f"{output}: cannot write: {err.strerror or err}")
-        raise typer.Exit(EXIT_INVALID) from None
+        raise typer.Exit(ExitCode.BAD_INPUT) from None
     say(f"wrote {output}")

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .console import EXIT_INVALID, print_problems, say
+from exp.exit_codes import ExitCode
+
+from .console import print_problems, say
 from .options import JsonOpt
 
 if TYPE_CHECKING:
@@ -23,7 +25,6 @@ Exit 0 when the trajectories are equal, 1 when they differ, 2 bad input.
 
 Example: exp diff examples/digits_mlp.toml runs/digits-mlp"""
 
-EXIT_DIFFERENT = 1
 
 _A = Annotated[Path, typer.Argument(metavar="A", help="Spec, plan JSON or run directory.", show_default=False)]
 _B = Annotated[Path, typer.Argument(metavar="B", help="Spec, plan JSON or run directory.", show_default=False)]
@@ -51,14 +52,16 @@ def _read_plan(path: Path, file: Path) -> Plan:
 def _load(path: Path) -> Side | None:
     """The plan behind `path`, or None after printing why there is none."""
     from exp.compiler import plan_spec
+    from exp.runtime.run_files import RunFiles
     from exp.spec import SpecError
 
     try:
         if path.is_dir():
-            if not (path / "plan.json").is_file():
-                say(f"{path}: not a run directory (no plan.json), nor a spec or plan file")
+            plan = RunFiles(path).plan
+            if not plan.is_file():
+                say(f"{path}: not a run directory (no {plan.name}), nor a spec or plan file")
                 return None
-            return Side(path, "run dir", _read_plan(path, path / "plan.json"))
+            return Side(path, "run dir", _read_plan(path, plan))
         if not path.exists():
             say(f"{path}: no such file or directory")
             return None
@@ -90,7 +93,7 @@ def command(a: _A, b: _B, as_json: JsonOpt = False) -> None:
 
     sides = [_load(a), _load(b)]
     if sides[0] is None or sides[1] is None:
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(ExitCode.BAD_INPUT)
     left, right = sides
     result = diff_plans(left.plan, right.plan)
     environment = _environment(left, right)
@@ -105,4 +108,4 @@ def command(a: _A, b: _B, as_json: JsonOpt = False) -> None:
         from .render_diff import render_diff
 
         render_diff(left, right, result, environment)
-    raise typer.Exit(0 if result.trajectory_equal else EXIT_DIFFERENT)
+    raise typer.Exit(ExitCode.OK if result.trajectory_equal else ExitCode.CHECK_FAILED)

@@ -21,7 +21,8 @@ A supervisor (`exp launch`, a sweep) starts `exp` with both signals blocked, so
 that a signal sent while the interpreter itself starts waits for the handler;
 `install` unblocks them once the handler is in place.
 
-Standard library only: this module runs before anything else is imported.
+Standard library only (and exp.exit_codes, which is): this module runs before
+anything else is imported.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import NoReturn
 
+from exp.exit_codes import ExitCode
+
 __all__ = [
-    "EXIT_INTERRUPTED",
     "RECORDING_COMMANDS",
     "Interrupted",
     "StartupSignals",
@@ -44,7 +46,6 @@ __all__ = [
     "install",
 ]
 
-EXIT_INTERRUPTED = 130
 RECORDING_COMMANDS = frozenset({"run", "launch"})
 """Commands that turn a signal into a clean stop (exit 75) instead of ending at once."""
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -80,7 +81,7 @@ def exit_now() -> NoReturn:
         os.write(2, b"\ninterrupted again: stopped at once, nothing saved\n")
     except OSError:
         pass
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(ExitCode.INTERRUPTED)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from .console import EXIT_INVALID, say
+from exp.exit_codes import ExitCode
+
+from .console import say
 from .options import AllowImportOpt, JsonOpt, OverridesArg, SpecArg
 from .runnable import runnable_plan
 
@@ -26,7 +28,7 @@ Example: exp launch --processes 2 --devices-per-process 2 examples/digits_mlp.to
 def _refuse(option: str, value: int | None) -> None:
     if value is not None and value < 1:
         say(f"{option}: must be at least 1 (got {value})")
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(ExitCode.BAD_INPUT)
 
 
 def _echo(stream: str, line: str) -> None:
@@ -63,7 +65,7 @@ def command(
         RunDir(target).check_continuable(plan)  # before launch.json lands in another run's directory
     except RunRefused as err:
         say(str(err))
-        raise typer.Exit(EXIT_INVALID) from None
+        raise typer.Exit(ExitCode.BAD_INPUT) from None
 
     from exp.runtime.local_cluster import LaunchOptions, LaunchRefused, launch
 
@@ -81,7 +83,7 @@ def command(
         result = launch(options, echo=_echo)
     except LaunchRefused as err:
         say(f"--run-dir: {err}")
-        raise typer.Exit(EXIT_INVALID) from None
+        raise typer.Exit(ExitCode.BAD_INPUT) from None
     for line in result.report():
         say(line)
     if result.exit_code:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -11,7 +10,10 @@ from typing import Annotated
 
 import typer
 
-from .console import EXIT_INVALID, say
+from exp.exit_codes import ExitCode
+
+from .console import say
+from .exit_status import stopped_exit_code
 from .options import AllowImportOpt
 
 HELP = """Record each spec's trajectory fingerprint, inputs, environment class and bits into a lockfile.
@@ -28,7 +30,7 @@ Example: exp lock --constraints exp.lock"""
 
 def _fail(message: str) -> typer.Exit:
     say(f"exp lock: {message.splitlines()[0]}")
-    return typer.Exit(EXIT_INVALID)
+    return typer.Exit(ExitCode.BAD_INPUT)
 
 
 def _print_constraints(lock: Path) -> None:
@@ -78,11 +80,11 @@ def command(
         raise _fail(str(err)) from None
     except StoppedBySignal as stop:
         say(f"exp lock: stopped by {stop.name}; its runs were stopped and nothing was written")
-        raise typer.Exit(stop.exit_code) from None
+        raise typer.Exit(stopped_exit_code(stop.signum)) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    output.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    output.write_text(document.to_json(), encoding="utf-8")
     constraints_path(output).write_text(pins, encoding="utf-8")
-    for entry in document["entries"]:
-        say(f"locked {entry['spec']}  {entry['name']}  {entry['steps']} steps  trajectory {entry['trajectory'][:12]}")
+    for entry in document.entries:
+        say(f"locked {entry.spec}  {entry.name}  {entry.steps} steps  trajectory {entry.trajectory[:12]}")
     say(f"wrote {output} and {constraints_path(output)}")

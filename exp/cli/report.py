@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .console import EXIT_INVALID, say, write_output
+from exp.exit_codes import ExitCode
+
+from .console import say, write_output
 
 HELP = """Write a self-contained HTML page about a run: plan, environment, curves, audits.
 
@@ -25,16 +27,16 @@ def command(
         "report.html"
     ),
 ) -> None:
-    from .report_data import ReportError, read_run
+    from exp.runtime.report_data import ReportError, read_run
 
     try:
         run = read_run(run_dir)
     except ReportError as err:
         say(str(err))
-        raise typer.Exit(EXIT_INVALID) from None
+        raise typer.Exit(ExitCode.BAD_INPUT) from None
     if str(output) != "-" and not output.parent.is_dir():
         say(f"{output}: cannot write: no such directory {output.parent}")
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(ExitCode.BAD_INPUT)
 
     from .report_page import render_page
     from .report_plots import draw_plots

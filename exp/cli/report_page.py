@@ -15,8 +15,9 @@ from html import escape
 from typing import Any
 
 from exp import __version__
+from exp.runtime.report_data import RunRecords
+from exp.runtime.run_files import Event
 
-from .report_data import RunRecords
 from .report_plots import AGREEMENT_COLORS, Plot
 
 __all__ = ["render_page"]
@@ -162,10 +163,10 @@ def _environment(run: RunRecords) -> str:
 
 
 def _events(run: RunRecords) -> str:
-    saves = [e for e in run.events if e.get("event") == "checkpoint_save"]
+    saves = [e for e in run.events if e.get("event") == Event.CHECKPOINT_SAVE]
     rows = []
     for event in run.events:
-        if event.get("event") == "checkpoint_save":
+        if event.get("event") == Event.CHECKPOINT_SAVE:
             continue
         details = {k: v for k, v in event.items() if k not in _EVENT_SKIP and v is not None}
         text = ", ".join(f"{k}={_text(v)}" for k, v in sorted(details.items()))

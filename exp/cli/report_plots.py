@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .report_data import Agreement, RunRecords
+from exp.runtime.report_data import Agreement, RunRecords
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

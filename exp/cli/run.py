@@ -12,7 +12,10 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from .console import EXIT_INVALID, say, stderr
+from exp.errors import RunFailure
+from exp.exit_codes import ExitCode
+
+from .console import exit_code_for, say, stderr
 from .options import AllowImportOpt, JsonOpt, OverridesArg, SpecArg
 from .runnable import runnable_plan
 from .sweep import SweepOpt, run_sweep_command
@@ -32,8 +35,6 @@ the sweep with exit 75, and the same command resumes it, skipping the complete p
 Example: exp run examples/digits_mlp.toml
 Sweep:   exp run examples/digits_mlp.toml --sweep optimizer.learning_rate=1e-3,3e-3,1e-2"""
 
-EXIT_FAILED = 3
-
 
 def _disk_full(err: BaseException | None) -> bool:
     seen = 0
@@ -47,33 +48,43 @@ def _disk_full(err: BaseException | None) -> bool:
 def _recorded_since(events: Path, began: float) -> bool:
     """Whether this attempt recorded its error in `events` (the hint points nowhere else)."""
     from exp.runtime.records import ignore_damage, iter_jsonl
+    from exp.runtime.run_files import Event
 
     try:
         return any(
-            e.get("event") == "error" and isinstance(e.get("time"), int | float) and e["time"] >= began
+            e.get("event") == Event.ERROR and isinstance(e.get("time"), int | float) and e["time"] >= began
             for e in iter_jsonl(events, ignore_damage)
         )
     except OSError:
         return False
 
 
+def _bad_input_line(err: Exception, spec: Path) -> str:
+    """A refused run directory or import names its own place; what a component (data,
+    model, mesh, cluster) found wrong in the spec is prefixed by the spec's file."""
+    from exp.runtime.rundir import RunRefused
+    from exp.spec import ImportNotAllowed
+
+    return str(err) if isinstance(err, RunRefused | ImportNotAllowed) else f"{spec}: {err}"
+
+
 def _fail_run(err: Exception, run_dir: Path, began: float) -> NoReturn:
     """One line, exit 3, and no noise from library threads still winding down."""
-    from exp.runtime.launch import RunFailed
+    from exp.runtime.run_files import RunFiles
 
-    events = run_dir / "events.jsonl"
+    events = RunFiles(run_dir).events
     where = f" (details in {events})" if _recorded_since(events, began) else ""
     if _disk_full(err):
         say(f"error: no space left on device writing {run_dir}; free space and run again to resume{where}")
     else:
         reason = (str(err).splitlines() or [""])[0][:300]
-        say(
-            f"error: {reason}{where}" if isinstance(err, RunFailed) else f"error: {type(err).__name__}: {reason}{where}"
-        )
+        # A library failure's message is written for people; anything else is named by its type.
+        kind = "" if isinstance(err, RunFailure) else f"{type(err).__name__}: "
+        say(f"error: {kind}{reason}{where}")
     sys.stdout.flush()
     stderr().file.flush()
     # Orbax's writer threads may still be failing; what they say is in events.jsonl.
-    os._exit(EXIT_FAILED)
+    os._exit(ExitCode.RUN_FAILED)
 
 
 def command(
@@ -107,8 +118,7 @@ def command(
             as_json=as_json,
         )
     plan = runnable_plan(spec, overrides or [], allowed)
-    from exp.runtime.launch import RunFailed, RunOptions, RunRefused, execute
-    from exp.spec import ImportNotAllowed
+    from exp.runtime.execute import RunOptions, execute
 
     options = RunOptions(
         spec_dir=Path(spec).resolve().parent,
@@ -120,18 +130,10 @@ def command(
     began = time.time()
     try:
         result = execute(plan, target, options)
-    except (RunRefused, ImportNotAllowed) as err:
-        say(str(err))
-        raise typer.Exit(EXIT_INVALID) from None
-    except RunFailed as err:
-        _fail_run(err, target, began)
-    except Exception as err:  # noqa: BLE001 - any other failure: one line here, the traceback in events.jsonl
-        from exp.runtime.errors import input_error
-
-        message = input_error(err)
-        if message is not None:
-            say(f"{spec}: {message}")
-            raise typer.Exit(EXIT_INVALID) from None
+    except Exception as err:  # noqa: BLE001 - one line here, the traceback of a failure in events.jsonl
+        if exit_code_for(err) is ExitCode.BAD_INPUT:
+            say(_bad_input_line(err, spec))
+            raise typer.Exit(ExitCode.BAD_INPUT) from None
         _fail_run(err, target, began)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
@@ -144,6 +146,4 @@ def command(
         }
         say(messages[result.outcome])
     if result.outcome == "preempted":
-        from exp.runtime.signals import EXIT_PREEMPTED
-
-        raise typer.Exit(EXIT_PREEMPTED)
+        raise typer.Exit(ExitCode.PREEMPTED)

@@ -17,15 +17,10 @@ def import_refusals(spec: Path, plan: Plan, allowed: Sequence[str]) -> list[Prob
     """One problem per custom target of `plan` whose import was not allowed
     (importing it would run its code)."""
     from exp.spec import Problem, custom_targets
-    from exp.spec.targets import is_allowed
+    from exp.spec.targets import import_refusal, is_allowed
 
     return [
-        Problem(
-            str(spec),
-            None,
-            key,
-            f"importing '{target}' runs its code; allow it with --allow-import {target.split('.')[0].split(':')[0]}",
-        )
+        Problem(str(spec), None, key, import_refusal(target))
         for key, target in custom_targets(plan.spec).items()
         if not is_allowed(target, tuple(allowed))
     ]

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .console import EXIT_INVALID, say
+from exp.exit_codes import ExitCode
+
+from .console import say
 from .options import JsonOpt
 
 if TYPE_CHECKING:
@@ -81,7 +83,7 @@ def command(
 
     if not folder.is_dir():
         say(f"{folder}: {'not a directory' if folder.exists() else 'no such directory'}")
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(ExitCode.BAD_INPUT)
     found = find_runs(folder)
     runs = [read_status(path, str(path.relative_to(folder)) if path != folder else path.name) for path in found]
     if as_json:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .console import EXIT_INVALID, fail_invalid, say
+from exp.exit_codes import ExitCode
+
+from .console import fail_invalid, say
 
 if TYPE_CHECKING:
     from exp.compiler.sweep import Sweep, SweepPoint
@@ -117,7 +119,7 @@ def run_sweep_command(
     for problem in problems:
         say(problem)
     if problems:
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(ExitCode.BAD_INPUT)
     total = len(sweep.points)
     result = run_sweep(
         sweep.points,

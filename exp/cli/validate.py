@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .console import EXIT_INVALID, print_problems, say
+from exp.exit_codes import ExitCode
+
+from .console import print_problems, say
 from .options import AllowImportOpt
 
 HELP = """Check spec files without running anything.
@@ -39,4 +41,4 @@ def command(
         for note in notes:
             say(f"    {note}")
     if failed:
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(ExitCode.BAD_INPUT)

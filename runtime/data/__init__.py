@@ -1,43 +1,39 @@
 """Data sources: host NumPy batches addressed by step, fingerprinted by content.
 
-NumPy only (no JAX) so building data never touches an accelerator.
+NumPy only (no JAX) so building data never touches an accelerator. Sources are
+built through `DATA_BUILDERS`, keyed by `data.kind` like the models' registry;
+each kind's module (and what it imports) loads only when that kind is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from exp.spec.data import CustomData, DataSpec, Digits, Npz, Synthetic, TextChars
+from exp.runtime.registry import Registry
+from exp.spec.data import DataSpec
 
-from .base import DataError, DataSource
+from .base import DataContext, DataError, DataSource
 
-__all__ = ["DataError", "DataSource", "build_data"]
+__all__ = ["DATA_BUILDERS", "DataContext", "DataError", "DataSource", "build_data"]
+
+DATA_BUILDERS: Registry[Callable[..., DataSource]] = Registry(
+    "data.kind",
+    DataError,
+    {
+        "sklearn_digits": "exp.runtime.data.digits:build_digits",
+        "text_chars": "exp.runtime.data.text:build_text",
+        "synthetic": "exp.runtime.data.synthetic:build_synthetic",
+        "npz": "exp.runtime.data.npz:build_npz",
+        "custom": "exp.runtime.data.custom:build_custom",
+    },
+)
+"""`data.kind` -> `builder(spec, ctx: DataContext) -> DataSource`."""
 
 
 def build_data(
     spec: DataSpec, seeds: Mapping[str, int], spec_dir: Path, allow_imports: Sequence[str] = ()
 ) -> DataSource:
-    """The source for a validated `[data]` section; each kind imports only what it needs."""
-    spec_dir = Path(spec_dir)
-    if isinstance(spec, Digits):
-        from .digits import build_digits
-
-        return build_digits(spec, seeds)
-    if isinstance(spec, TextChars):
-        from .text import build_text
-
-        return build_text(spec, seeds, spec_dir)
-    if isinstance(spec, Synthetic):
-        from .synthetic import build_synthetic
-
-        return build_synthetic(spec, seeds)
-    if isinstance(spec, Npz):
-        from .npz import build_npz
-
-        return build_npz(spec, seeds, spec_dir)
-    if isinstance(spec, CustomData):
-        from .custom import build_custom
-
-        return build_custom(spec, seeds, spec_dir, allow_imports)
-    raise TypeError(f"unknown data section {type(spec).__name__}")
+    """The source for a validated `[data]` section."""
+    builder = DATA_BUILDERS[spec.kind]
+    return builder(spec, DataContext(seeds=seeds, spec_dir=Path(spec_dir), allow_imports=tuple(allow_imports)))

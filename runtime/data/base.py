@@ -13,12 +13,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from exp.errors import BadInput
 from exp.runtime.types import Batch, DataInfo
 
 __all__ = [
     "EVAL_LIMIT",
     "ArraySource",
     "BatchOrder",
+    "DataContext",
     "DataError",
     "DataSource",
     "padded_batches",
@@ -31,8 +33,20 @@ EVAL_LIMIT = 4096
 """Held-out examples (or windows) evaluated at most, so evaluation stays fast."""
 
 
-class DataError(Exception):
+class DataError(BadInput):
     """The data cannot be built from the spec; the message is meant for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataContext:
+    """What every data builder is given besides its spec section."""
+
+    seeds: Mapping[str, int]
+    """The plan's seed tree; each source reads the streams it uses."""
+    spec_dir: Path
+    """Relative data paths and custom modules resolve against the spec's folder."""
+    allow_imports: tuple[str, ...] = ()
+    """Module prefixes whose import (custom code) the caller allowed."""
 
 
 @runtime_checkable

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from exp.runtime.types import Batch, DataInfo
 from exp.spec.data import CustomData
 from exp.spec.targets import TargetNotFound, import_target, target_source
 
-from .base import DataError
+from .base import DataContext, DataError
 
 __all__ = ["CustomSource", "build_custom"]
 
@@ -108,18 +107,16 @@ def _takes(factory: Any, name: str) -> bool:
     return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-def build_custom(
-    spec: CustomData, seeds: Mapping[str, int], spec_dir: Path, allow_imports: Sequence[str] = ()
-) -> CustomSource:
+def build_custom(spec: CustomData, ctx: DataContext) -> CustomSource:
     """Import refusal (`ImportNotAllowed`) propagates unchanged: the CLI explains it."""
     try:
-        factory = import_target(spec.target, allow_imports, [spec_dir])
+        factory = import_target(spec.target, ctx.allow_imports, [ctx.spec_dir])
     except TargetNotFound as err:
         raise DataError(f"data.target: {err}") from None
     kwargs = dict(spec.args)
     if _takes(factory, "batch_size") and "batch_size" not in kwargs:
         kwargs["batch_size"] = spec.batch_size  # the spec's batch size, for factories that want it
-    obj = factory(seeds["custom.data"], **kwargs)
+    obj = factory(ctx.seeds["custom.data"], **kwargs)
     missing = [name for name in ("train_batch", "eval_batches") if not callable(getattr(obj, name, None))]
     if missing:
         raise DataError(f"data.target '{spec.target}' returned an object without {' and '.join(missing)}()")
@@ -130,4 +127,4 @@ def build_custom(
         raise DataError(
             f"data.target '{spec.target}': `info` must be an exp.runtime.types.DataInfo, got {type(info).__name__}"
         )
-    return CustomSource(obj, info, _fingerprint(obj, spec, spec_dir))
+    return CustomSource(obj, info, _fingerprint(obj, spec, ctx.spec_dir))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from exp.runtime.types import DataInfo
 from exp.spec.data import Digits
 
-from .base import ArraySource
+from .base import ArraySource, DataContext
 
 __all__ = ["build_digits"]
 
@@ -35,7 +34,7 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
     return bunch.data, bunch.target
 
 
-def build_digits(spec: Digits, seeds: Mapping[str, int]) -> ArraySource:
+def build_digits(spec: Digits, ctx: DataContext) -> ArraySource:
     """Pixels scaled to [0, 1] so the default learning rates suit them."""
     data, target = (np.ascontiguousarray(a) for a in _load())
     fingerprint = hashlib.sha256(data.tobytes() + target.tobytes()).hexdigest()
@@ -49,5 +48,5 @@ def build_digits(spec: Digits, seeds: Mapping[str, int]) -> ArraySource:
         fingerprint,
         batch_size=spec.batch_size,
         test_fraction=spec.test_fraction,
-        seeds=seeds,
+        seeds=ctx.seeds,
     )

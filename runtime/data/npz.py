@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from exp.runtime.types import DataInfo
 from exp.spec.data import Npz
 
-from .base import ArraySource, DataError, read_bytes, resolve_path
+from .base import ArraySource, DataContext, DataError, read_bytes, resolve_path
 
 __all__ = ["build_npz"]
 
@@ -44,13 +43,13 @@ def _load(raw: bytes, path: Path, inputs: str, targets: str) -> tuple[np.ndarray
         return _array(archive, inputs, path), _array(archive, targets, path)
 
 
-def build_npz(spec: Npz, seeds: Mapping[str, int], spec_dir: Path) -> ArraySource:
+def build_npz(spec: Npz, ctx: DataContext) -> ArraySource:
     """Integer targets make a classification problem, anything else regression.
 
     The file is read once and parsed from memory, so the fingerprint covers
     exactly the bytes the arrays came from.
     """
-    path = resolve_path(spec.path, spec_dir)
+    path = resolve_path(spec.path, ctx.spec_dir)
     raw = read_bytes(path, "data.path")
     x, y = _load(raw, path, spec.inputs, spec.targets)
     if x.ndim == 0 or y.ndim == 0:
@@ -78,5 +77,5 @@ def build_npz(spec: Npz, seeds: Mapping[str, int], spec_dir: Path) -> ArraySourc
         hashlib.sha256(raw).hexdigest(),
         batch_size=spec.batch_size,
         test_fraction=spec.test_fraction,
-        seeds=seeds,
+        seeds=ctx.seeds,
     )

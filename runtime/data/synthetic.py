@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from exp.compiler import digest
 from exp.runtime.types import DataInfo
 from exp.spec.data import Synthetic
 
-from .base import ArraySource
+from .base import ArraySource, DataContext
 
 __all__ = ["build_synthetic"]
 
@@ -18,13 +16,13 @@ GENERATOR = "expspec.synthetic.v1"
 """Names the generation recipe in the fingerprint: a changed recipe is changed data."""
 
 
-def build_synthetic(spec: Synthetic, seeds: Mapping[str, int]) -> ArraySource:
+def build_synthetic(spec: Synthetic, ctx: DataContext) -> ArraySource:
     """Inputs ~ N(0, 1); targets from a random linear map plus noise.
 
     Generation draws from (seed, 1) rather than the bare seed, which the split
     uses, so which rows are held out is independent of their values.
     """
-    seed = seeds["data.split"]
+    seed = ctx.seeds["data.split"]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     n, d = spec.samples, spec.features
     x = rng.standard_normal((n, d))
@@ -58,5 +56,5 @@ def build_synthetic(spec: Synthetic, seeds: Mapping[str, int]) -> ArraySource:
         fingerprint,
         batch_size=spec.batch_size,
         test_fraction=spec.test_fraction,
-        seeds=seeds,
+        seeds=ctx.seeds,
     )

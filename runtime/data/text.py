@@ -7,15 +7,13 @@ vocabulary is fixed before the text is seen.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 from exp.runtime.types import Batch, DataInfo
 from exp.spec.data import TextChars
 
-from .base import EVAL_LIMIT, BatchOrder, DataError, padded_batches, read_bytes, resolve_path
+from .base import EVAL_LIMIT, BatchOrder, DataContext, DataError, padded_batches, read_bytes, resolve_path
 
 __all__ = ["TextSource", "build_text"]
 
@@ -81,13 +79,13 @@ class TextSource:
         return float(-(p * np.log(p)).sum())
 
 
-def build_text(spec: TextChars, seeds: Mapping[str, int], spec_dir: Path) -> TextSource:
-    path = resolve_path(spec.path, spec_dir)
+def build_text(spec: TextChars, ctx: DataContext) -> TextSource:
+    path = resolve_path(spec.path, ctx.spec_dir)
     return TextSource(
         read_bytes(path, "data.path"),
         str(path),
         seq_len=spec.seq_len,
         batch_size=spec.batch_size,
         test_fraction=spec.test_fraction,
-        shuffle_seed=seeds["data.shuffle"],
+        shuffle_seed=ctx.seeds["data.shuffle"],
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from flax import nnx
 
 from ...spec.model import ModelSpec
+from ..registry import Registry
 from ..types import DataInfo
 from .common import BuildContext, ModelError, parse_dtype
 from .custom import CustomAdapter, build_custom
@@ -35,11 +36,9 @@ __all__ = [
 
 Builder = Callable[..., nnx.Module]
 
-MODEL_BUILDERS: dict[str, Builder] = {
-    "mlp": build_mlp,
-    "transformer": build_transformer,
-    "custom": build_custom,
-}
+MODEL_BUILDERS: Registry[Builder] = Registry(
+    "model.kind", ModelError, {"mlp": build_mlp, "transformer": build_transformer, "custom": build_custom}
+)
 """`model.kind` -> `builder(spec, info, ctx: BuildContext) -> nnx.Module`."""
 
 
@@ -52,18 +51,14 @@ def build_model(
     param_dtype: str = "float32",
     allow_imports: Sequence[str] = (),
     search: Sequence[Path] = (),
-    with_lora: bool = True,
 ) -> nnx.Module:
-    """Build the model a spec describes; the same seed gives bitwise the same parameters.
+    """The base model a spec describes; the same seed gives bitwise the same parameters.
 
-    `with_lora=False` returns the bare base model so base weights can be
-    loaded into it before `apply_lora(model, spec.lora, init_seed)` adds
-    adapters: the same adapters `build_model` would have added itself.
+    LoRA adapters are not added here: the caller loads base weights first, if
+    any, then `apply_lora(model, spec.lora, lora_seed)` adds them from the
+    plan's `lora` seed stream (`runtime/build.py`), the one path every run takes.
     """
-    try:
-        builder = MODEL_BUILDERS[spec.kind]
-    except KeyError:
-        raise ModelError(f"unknown model.kind '{spec.kind}'; known: {sorted(MODEL_BUILDERS)}") from None
+    builder = MODEL_BUILDERS[spec.kind]
     ctx = BuildContext(
         init_seed=init_seed,
         dtype=parse_dtype(dtype),
@@ -71,10 +66,7 @@ def build_model(
         allow_imports=tuple(allow_imports),
         search=tuple(search),
     )
-    model = builder(spec, info, ctx)
-    if with_lora and spec.lora is not None:
-        apply_lora(model, spec.lora, init_seed)
-    return model
+    return builder(spec, info, ctx)
 
 
 def trainable_filter(spec: ModelSpec) -> type[nnx.Param]:

@@ -10,10 +10,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from exp.errors import BadInput
+
 __all__ = ["ACTIVATIONS", "BuildContext", "ModelError", "layer_key", "parse_dtype", "require_key"]
 
 
-class ModelError(Exception):
+class ModelError(BadInput):
     """A model cannot be built from its spec and data (a user-facing problem, not a bug)."""
 
 

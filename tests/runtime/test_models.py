@@ -6,6 +6,7 @@ is far cheaper than compiling every primitive eagerly.
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import jax
@@ -179,12 +180,27 @@ def test_registry_has_every_kind():
 
 
 ATTN = ("query", "key", "value", "out")
+LORA_SEED = 5
+"""Stands for the plan's `lora` seed stream, which the runtime passes to `apply_lora`."""
+
+
+def adapted_model(spec: Transformer, info: DataInfo = LM) -> nnx.Module:
+    """The production path: the base model, then adapters from the `lora` seed."""
+    return apply_lora(build_model(spec, info, 0), spec.lora, LORA_SEED)
+
+
+def test_build_model_gives_the_base_model_and_only_apply_lora_adds_adapters():
+    spec = transformer(lora=LoRA(rank=1, targets=ATTN))
+    assert "with_lora" not in inspect.signature(build_model).parameters
+    base = build_model(spec, LM, 0)
+    assert not jax.tree.leaves(nnx.state(base, nnx.LoRAParam))
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(base), leaves(build_model(transformer(), LM, 0))))
 
 
 def test_lora_adapts_attention_and_starts_equal_to_base():
     spec = transformer(lora=LoRA(rank=1, alpha=2.0, targets=ATTN))
-    base = build_model(spec, LM, 0, with_lora=False)
-    adapted = build_model(spec, LM, 0)
+    base = build_model(spec, LM, 0)
+    adapted = adapted_model(spec)
     for name in ATTN:
         layer = getattr(adapted.blocks[0].attn, name)
         assert isinstance(layer.base, nnx.Linear) and isinstance(layer.lora, nnx.LoRA)
@@ -203,7 +219,7 @@ def test_lora_adapts_attention_and_starts_equal_to_base():
 
 def test_lora_scale_applies_alpha_over_rank():
     spec = transformer(lora=LoRA(rank=2, alpha=6.0, targets=("query",)))
-    model = build_model(spec, LM, 0)
+    model = adapted_model(spec)
     layer = model.blocks[0].attn.query
     layer.lora.lora_b[...] = jnp.ones_like(layer.lora.lora_b[...])
     x = jax.random.normal(jax.random.key(1), (2, 16))
@@ -223,10 +239,10 @@ def test_lora_is_deterministic_per_seed():
 
 def test_lora_without_matching_layer_is_refused():
     with pytest.raises(ModelError, match="nope"):
-        build_model(transformer(lora=LoRA(targets=("nope",))), LM, 0)
+        adapted_model(transformer(lora=LoRA(targets=("nope",))))
     # Names that exist but are not nnx.Linear (LayerNorm) do not count as matches.
     with pytest.raises(ModelError):
-        build_model(transformer(lora=LoRA(targets=("ln1",))), LM, 0)
+        adapted_model(transformer(lora=LoRA(targets=("ln1",))))
 
 
 # -- custom -------------------------------------------------------------------
@@ -311,7 +327,7 @@ def test_custom_factory_must_return_a_module(lab):
 def test_custom_lora_targets_user_layers(lab):
     name, folder = lab
     spec = CustomModel(kind="custom", target=f"{name}:build", lora=LoRA(rank=1, targets=("layer",)))
-    model = build_model(spec, CLS, 0, allow_imports=[name], search=[folder])
+    model = apply_lora(build_model(spec, CLS, 0, allow_imports=[name], search=[folder]), spec.lora, LORA_SEED)
     assert isinstance(model.inner.layer.lora, nnx.LoRA)
 
 

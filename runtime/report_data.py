@@ -2,7 +2,8 @@
 
 Only reads: a report may be made of a run that is still training, so nothing
 here takes the run's lock or repairs a torn line (the last line of a file
-being written is skipped instead). Imports no JAX and no matplotlib.
+being written is skipped instead). Library logic, read by `exp report`'s page
+and plots; imports no JAX and no matplotlib.
 """
 
 from __future__ import annotations
@@ -13,19 +14,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from exp.audit.ledger import read_ledger
-from exp.runtime.records import read_jsonl
+from exp.errors import BadInput
+
+from .records import ignore_damage, read_jsonl
+from .run_files import Event, RunFiles, attempt_outcome, attempts
 
 __all__ = ["MARKED_EVENTS", "Agreement", "ReportError", "RunRecords", "read_run"]
 
 Agreement = Literal["agree", "disagree", "single"]
 
-MARKED_EVENTS = ("resume", "preempted", "stopped", "error")
+MARKED_EVENTS = (Event.RESUME, Event.PREEMPTED, Event.STOPPED, Event.ERROR)
 """Events drawn on the curves: where an attempt ended and where the next one took over."""
 
-_TERMINAL = ("finished", "stopped", "preempted", "error")
+_SHOWN = {"unended": "running or killed", "none": "no events"}
 
 
-class ReportError(ValueError):
+class ReportError(BadInput, ValueError):
     """The directory is not a readable run directory; the message is one line."""
 
 
@@ -50,17 +54,12 @@ class RunRecords:
     @property
     def outcome(self) -> str:
         """How the latest attempt ended: finished, stopped, preempted, error, or running/killed."""
-        for event in reversed(self.events):
-            name = event.get("event")
-            if name in _TERMINAL:
-                return str(name)
-            if name in ("start", "resume"):
-                return "running or killed"
-        return "no events"
+        how = attempt_outcome(reversed(self.events)).how
+        return _SHOWN.get(how, how)
 
     @property
     def attempts(self) -> int:
-        return sum(1 for e in self.events if e.get("event") in ("start", "resume"))
+        return attempts(self.events)
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -92,20 +91,9 @@ def _read_audits(path: Path) -> list[dict[str, Any]]:
     after a torn line instead of cutting it (the file is never rewritten), so
     unlike the run's own records a bad line can sit in the middle."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
+        return read_jsonl(path, ignore_damage)
     except OSError as err:
         raise ReportError(f"{path}: cannot read: {err.strerror or err}") from None
-    out = []
-    for line in text.splitlines(keepends=True):
-        try:
-            record = json.loads(line) if line.endswith("\n") else None
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
 
 
 def _latest_per_step(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,7 +103,7 @@ def _latest_per_step(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _agreement(run_dir: Path) -> tuple[dict[int, Agreement], dict[int, str]]:
-    path = run_dir / "ledger.jsonl"
+    path = RunFiles(run_dir).ledger
     try:
         ledger = read_ledger(run_dir)
     except (OSError, UnicodeDecodeError) as err:
@@ -141,12 +129,13 @@ def read_run(run_dir: Path) -> RunRecords:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such directory")
-    if not (run_dir / "plan.json").is_file():
-        raise ReportError(f"{run_dir}: not a run directory (no plan.json)")
-    plan = _read_json(run_dir / "plan.json", "the plan")
-    env = _read_json(run_dir / "env.json", "the environment")
-    events = _read_lines(run_dir / "events.jsonl")
-    metrics = _read_lines(run_dir / "metrics.jsonl")
+    files = RunFiles(run_dir)
+    if not files.plan.is_file():
+        raise ReportError(f"{run_dir}: not a run directory (no {files.plan.name})")
+    plan = _read_json(files.plan, "the plan")
+    env = _read_json(files.env, "the environment")
+    events = _read_lines(files.events)
+    metrics = _read_lines(files.metrics)
     agreement, checkpoints = _agreement(run_dir)
     markers = [
         (str(e["event"]), int(e["step"]))
@@ -162,6 +151,6 @@ def read_run(run_dir: Path) -> RunRecords:
         eval=_latest_per_step([m for m in metrics if m.get("split") == "eval"]),
         agreement=agreement,
         checkpoints=checkpoints,
-        audits=_read_audits(run_dir / "audits.jsonl"),
+        audits=_read_audits(files.audits),
         markers=markers,
     )

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from exp.compiler import Plan
+from exp.errors import BadInput, RunFailure
 
 from .environment import apply_determinism
-from .errors import input_error
 from .rundir import RunDir, RunRefused
 from .signals import PreemptionGuard
 from .tensorboard import require_tensorboard
@@ -28,7 +28,7 @@ __all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "enable_compila
 Outcome = Literal["finished", "stopped", "preempted", "complete"]
 
 
-class RunFailed(RuntimeError):
+class RunFailed(RunFailure, RuntimeError):
     """The run could not go on (a bad checkpoint, a disk error, a crash in a component)."""
 
 
@@ -144,7 +144,7 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
         base = pin_base(plan, rundir, options.spec_dir)  # may refuse: nothing is written yet
         created = first_missing(rundir.root.absolute()) if cluster.primary else None
         rundir.root.mkdir(parents=True, exist_ok=True)
-        log = rundir.root / cluster.own("stderr.log")
+        log = rundir.root / cluster.own(rundir.stderr_log.name)
         try:
             with (
                 NativeStdoutToFile(log) if cluster.joined else nullcontext(),
@@ -153,9 +153,10 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
                 background_errors_captured(session.background),
             ):
                 result = session.run()
-        except Exception as err:
-            if created is not None and input_error(err) is not None:
-                shutil.rmtree(created, ignore_errors=True)  # bad input leaves nothing behind
+        except BadInput as err:
+            # Bad input leaves nothing behind; a refused (locked) directory is another run's.
+            if created is not None and not isinstance(err, RunRefused):
+                shutil.rmtree(created, ignore_errors=True)
             raise
         # After the session closed: every write has ended, committed or not.
         result.checkpoint = _newest_checkpoint(plan, rundir, options)

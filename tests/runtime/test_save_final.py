@@ -1,0 +1,31 @@
+"""The plan's checkpoint policy is what the checkpointer does: `save_final` included.
+
+A field the runtime never read would let the plan say one thing while the run
+did another; the checkpointer's own arithmetic (`due`) and Orbax's decision must
+both follow it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from exp.compiler import plan_spec
+from exp.runtime.checkpoint import Checkpointer
+from tests.runtime.runs import DIGITS
+
+STEPS, EVERY = 7, 3
+
+
+@pytest.mark.parametrize("save_final", [True, False])
+def test_the_final_step_is_saved_exactly_when_the_plan_says(tmp_path, save_final):
+    plan = plan_spec(DIGITS, [f"train.steps={STEPS}", f"checkpoint.every_steps={EVERY}"])
+    assert plan.checkpoint.save_final, "a plan with checkpoints saves its final step"
+    policy = plan.checkpoint.model_copy(update={"save_final": save_final})
+    checkpointer = Checkpointer(tmp_path / "checkpoints", policy, STEPS, tmp_path / "quarantine")
+    try:
+        due = [step for step in range(1, STEPS + 1) if checkpointer.due(step)]
+        decided = [step for step in range(1, STEPS + 1) if checkpointer.manager.should_save(step)]
+    finally:
+        checkpointer.manager.close()
+    expected = [3, 6, 7] if save_final else [3, 6]
+    assert (due, decided) == (expected, expected)
