@@ -1,7 +1,7 @@
 """Reading a run's checkpoints without touching them, while it trains or after.
 
 An audit inspects evidence: it reads through the runtime's verified read
-(`exp.runtime.checkpoint_reads`), which opens the folder read-only and proves
+(`expspec.runtime.engine.checkpoint_reads`), which opens the folder read-only and proves
 each restored state against the hash recorded when it was saved.
 
 A live run retires old checkpoints while the audit reads them. A read that
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exp.runtime.checkpoint_reads import CheckpointDamaged, committed_steps, read_verified
+from expspec.runtime.engine.checkpoint_reads import CheckpointDamaged, committed_steps, read_verified
 
 __all__ = [
     "CheckpointSurvey",

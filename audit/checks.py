@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from exp.compiler import Plan, plan_spec
-from exp.runtime.run_files import RunFiles
+from expspec.compiler import Plan, plan_spec
+from expspec.runtime.runs.run_files import RunFiles
 
 from .cuts import cut_interval, cut_points, resume_problem, resumed_at
 from .judge import (
@@ -210,7 +210,7 @@ def audit_segment(
     run_dir: Path, start: int, end: int, workdir: Path, spec: str | None = None, allow_imports: Sequence[str] = ()
 ) -> CheckResult:
     """Restore `run_dir`'s checkpoint at `start`, rerun to `end`, compare with its own ledger."""
-    from exp.runtime.rundir import RunDir
+    from expspec.runtime.runs.rundir import RunDir
 
     from .checkpoints import checkpoint_steps
 
@@ -268,7 +268,7 @@ def audit_segment(
 def _recorded_plan(run_dir: Path) -> Plan:
     """The plan `run_dir` was made with; a missing, unreadable, truncated plan.json, or
     one from another version, is bad input named by its path."""
-    from exp.runtime.rundir import RunDir
+    from expspec.runtime.runs.rundir import RunDir
 
     path = RunDir(run_dir).plan
     try:
@@ -290,8 +290,8 @@ def audit_integrity(run_dir: Path, spec_dir: Path | None = None) -> CheckResult:
     Checkpoints a live run retires while they are read are counted, not judged; when
     that is every one of them the check is skipped, neither passed nor failed.
     """
-    from exp.runtime.rundir import RunDir
-    from exp.runtime.status import lock_holder
+    from expspec.runtime.runs.rundir import RunDir
+    from expspec.runtime.runs.status import lock_holder
 
     from .checkpoints import survey_checkpoints
 

@@ -31,7 +31,7 @@ GRACE_S = 10.0
 """How long a child may take to stop after the forwarded signal before it is killed."""
 
 _LAUNCHER_ENV = "EXP_LAUNCHER_PID"
-"""Read by `exp run` (runtime/cluster.py): die with this process."""
+"""Read by `exp run` (runtime/processes/cluster.py): die with this process."""
 
 
 class StoppedBySignal(BaseException):

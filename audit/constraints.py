@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from exp.errors import BadInput
+from expspec.errors import BadInput
 
 __all__ = ["LockConflict", "constraints_path", "constraints_text", "install_command"]
 

@@ -27,8 +27,8 @@ def cut_points(steps: int, cuts: int) -> list[int]:
 
 def resumed_at(run_dir: Path) -> list[int]:
     """The step each later attempt in `run_dir` began at (0: it started fresh)."""
-    from exp.runtime.records import iter_jsonl
-    from exp.runtime.run_files import BEGINS, Event, RunFiles
+    from expspec.runtime.runs.records import iter_jsonl
+    from expspec.runtime.runs.run_files import BEGINS, Event, RunFiles
 
     begins = [
         int(event.get("step", 0)) if event["event"] == Event.RESUME else 0

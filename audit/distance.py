@@ -19,7 +19,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from exp.runtime.hashing import canonical_leaves, is_key
+from expspec.runtime.engine.hashing import canonical_leaves, is_key
 
 __all__ = ["LeafDistance", "describe", "leaf_distances", "ulp_distance"]
 

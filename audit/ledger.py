@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exp.runtime.records import DamagedRecord, iter_records
-from exp.runtime.run_files import Kind, RunFiles
+from expspec.runtime.runs.records import DamagedRecord, iter_records
+from expspec.runtime.runs.run_files import Kind, RunFiles
 
 __all__ = ["Ledger", "StepComparison", "StepRecord", "compare", "read_ledger"]
 

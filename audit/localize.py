@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from exp.runtime.run_files import RunFiles
+from expspec.runtime.runs.run_files import RunFiles
 
 __all__ = ["environment_difference", "leaf_distances_at", "recorded_environment"]
 

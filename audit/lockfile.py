@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from exp.compiler import Plan, plan_spec
-from exp.runtime.run_files import Event, RunFiles
-from exp.spec import SpecError
+from expspec.compiler import Plan, plan_spec
+from expspec.runtime.runs.run_files import Event, RunFiles
+from expspec.spec import SpecError
 
 from . import lock_verdicts as verdict
 from .checks import SpecTarget, audit_request
@@ -43,7 +43,7 @@ def _leaf_norms(run_dir: Path, step: int) -> dict[str, float]:
     comparison can still measure against a lock that holds no arrays."""
     import numpy as np
 
-    from exp.runtime.hashing import canonical_leaves
+    from expspec.runtime.engine.hashing import canonical_leaves
 
     from .checkpoints import read_checkpoint
 
@@ -59,7 +59,7 @@ def _code_inputs(plan: Plan) -> dict[str, str]:
 
 def _run_inputs(run_dir: Path) -> dict[str, str]:
     """Data and base-weight fingerprints from the run's first `start` event."""
-    from exp.runtime.records import read_jsonl
+    from expspec.runtime.runs.records import read_jsonl
 
     start = next((e for e in read_jsonl(RunFiles(run_dir).events) if e.get("event") == Event.START), None)
     if start is None:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exp.errors import BadInput
-from exp.exit_codes import ExitCode
-from exp.runtime.child_command import exp_run_argv
-from exp.runtime.records import DamagedRecord, parse_record
-from exp.runtime.run_files import Kind, RunFiles
+from expspec.errors import BadInput
+from expspec.exit_codes import ExitCode
+from expspec.runtime.processes.child_command import exp_run_argv
+from expspec.runtime.runs.records import DamagedRecord, parse_record
+from expspec.runtime.runs.run_files import Kind, RunFiles
 
 from .children import release, spawn
 
@@ -134,7 +134,7 @@ def run_exp(request: RunRequest, timeout: float = 3600) -> RunOutcome:
 
 
 _COMMIT_MARKER = "commit_success.txt"
-"""Orbax writes it last into a step folder (runtime/checkpoint.py; not imported: it needs Orbax)."""
+"""Orbax writes it last into a step folder (runtime/engine/checkpoint.py; not imported: it needs Orbax)."""
 
 _POLL_S = 0.002
 """The next checkpoint can commit one save (~0.1 s for a small model) after the awaited one."""

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from exp.runtime.records import DamagedRecord
-from exp.runtime.rundir import RunRefused
-from exp.spec import SpecError
+from expspec.runtime.runs.records import DamagedRecord
+from expspec.runtime.runs.rundir import RunRefused
+from expspec.spec import SpecError
 
 from .checks import SpecTarget, audit_integrity, audit_segment, audit_spec
 from .judge import LIVE_RETIRED, could_not_run
@@ -56,7 +56,7 @@ def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
     reading: that says nothing about the run's bits, and recorded as its latest audit
     it would hide the last real verdict. What is recorded stays true when read later:
     a pass names only checkpoints that restored, a failure only ones that stayed bad."""
-    from exp.runtime.run_files import RunFiles
+    from expspec.runtime.runs.run_files import RunFiles
 
     files = RunFiles(run_dir)
     if not results or any(r.status == "error" for r in results) or not files.plan.is_file():

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from exp.runtime.child_command import exp_argv, exp_run_argv
+from expspec.runtime.processes.child_command import exp_argv, exp_run_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = str(ROOT / "examples" / "digits_mlp.toml")

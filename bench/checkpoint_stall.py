@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from common import DIGITS, Row, at_most, exp_run, median, run_events, scratch, train_records
 
-from exp.runtime.run_files import Event
+from expspec.runtime.runs.run_files import Event
 
 EVERY, FIRST, STEPS = 10, 2, 45
 """Saves after steps 10, 20, 30 and 40 fall inside the window (2, 45]; the final one comes after it."""

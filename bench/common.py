@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exp.exit_codes import ExitCode
-from exp.runtime.child_command import exp_run_argv
-from exp.runtime.records import read_jsonl
-from exp.runtime.run_files import RunFiles
+from expspec.exit_codes import ExitCode
+from expspec.runtime.processes.child_command import exp_run_argv
+from expspec.runtime.runs.records import read_jsonl
+from expspec.runtime.runs.run_files import RunFiles
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -32,8 +32,8 @@ class HandwrittenLoop:
     single batch, few enough that they do not inflate the baseline's memory."""
 
     def __init__(self, spec: Path, overrides: tuple[str, ...] = ()) -> None:
-        from exp.compiler import plan_spec
-        from exp.runtime.environment import apply_determinism
+        from expspec.compiler import plan_spec
+        from expspec.runtime.engine.environment import apply_determinism
 
         plan = plan_spec(spec, overrides)
         apply_determinism(plan.determinism)  # the same XLA thread pool as `exp run`
@@ -42,10 +42,10 @@ class HandwrittenLoop:
         import optax
         from flax import nnx
 
-        from exp.runtime.data import build_data
-        from exp.runtime.models import build_model
-        from exp.runtime.objectives import loss_and_metrics
-        from exp.runtime.optim import build_optimizer
+        from expspec.runtime.data import build_data
+        from expspec.runtime.engine.objectives import loss_and_metrics
+        from expspec.runtime.engine.optim import build_optimizer
+        from expspec.runtime.models import build_model
 
         s = plan.spec
         data = build_data(s.data, plan.seeds, spec.parent)

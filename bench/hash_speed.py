@@ -15,7 +15,7 @@ LEAVES, LEAF_ELEMENTS = 8, 3_200_000
 
 
 def measure(repeats: int) -> list[Row]:
-    from exp.runtime.hashing import full_hash
+    from expspec.runtime.engine.hashing import full_hash
 
     rng = np.random.default_rng(0)
     tree = {f"layer{i}": rng.standard_normal(LEAF_ELEMENTS, dtype=np.float32) for i in range(LEAVES)}

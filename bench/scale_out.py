@@ -13,7 +13,7 @@ P13  checkpoint saves with 4 devices laid out as a cluster of 2 processes x 2
 In a cluster the checkpoint's full hash is computed on the main thread: it
 gathers the state across processes with a collective, which every process must
 issue at the same point of its program. A single process hashes on a worker
-thread while training goes on (see `runtime/loop.py`, `save`). `blocked_s`
+thread while training goes on (see `runtime/engine/loop.py`, `save`). `blocked_s`
 counts that hash in a cluster; the slowdown per save counts it either way.
 
 Each side is a fresh run (in P13 a fresh cluster on a fresh loopback port);
@@ -34,9 +34,9 @@ from typing import IO
 from common import DIGITS, TRANSFORMER, Row, median, rate_between, run_events, run_process, scratch, train_records
 from throughput import Workload
 
-from exp.runtime.child_command import exp_run_argv
-from exp.runtime.local_cluster import free_port, member_env, xla_flags
-from exp.runtime.run_files import Event
+from expspec.runtime.processes.child_command import exp_run_argv
+from expspec.runtime.processes.local_cluster import free_port, member_env, xla_flags
+from expspec.runtime.runs.run_files import Event
 
 DEVICES = (1, 2, 4, 8)
 CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_COORDINATOR_BIND_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -153,7 +153,7 @@ def measure_devices(quick: bool, repeats: int) -> list[Row]:
 
 # P13: checkpoint saves, 1 process x 4 devices against 2 processes x 2 devices.
 
-EVERY, FIRST, STEPS = 20, 5, 130
+EVERY, FIRST, STEPS = 20, 5, 130  # steps, not exit codes
 """Saves after steps 20, 40, ..., 120 fall inside the window (5, 130]; the final one comes after it."""
 SAVING = (
     "train.eval_every=0",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from common import DIGITS, Row, exp_run, median, run_events, scratch
 
-from exp.runtime.run_files import Event
+from expspec.runtime.runs.run_files import Event
 
 SETTINGS = {"1": "1", "2 (default)": "2", "4": "4", "8": "8", "unbounded": "1024", "auto": '"auto"'}
 STEPS = 1500

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from exp.spec import FieldClass, field_class
+from expspec.spec import FieldClass, field_class
 
 __all__ = ["field_classes", "trajectory_view"]
 

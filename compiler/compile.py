@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from exp.spec import Experiment, Problem, TargetNotFound, custom_targets, load_spec, target_source
-from exp.spec.closure import SourceClosure, source_closure
-from exp.spec.load import apply_overrides
-from exp.spec.optimizer import Cosine, Linear
+from expspec.spec import Experiment, Problem, TargetNotFound, custom_targets, load_spec, target_source
+from expspec.spec.closure import SourceClosure, source_closure
+from expspec.spec.load import apply_overrides
+from expspec.spec.optimizer import Cosine, Linear
 
 from .canonical import digest
 from .classes import field_classes, trajectory_view

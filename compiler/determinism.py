@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from exp.spec import Experiment
-from exp.spec.determinism import Contract
+from expspec.spec import Experiment
+from expspec.spec.determinism import Contract
 
 __all__ = ["DEFAULT_TOLERANCE", "DeterminismPlan", "resolve_determinism"]
 

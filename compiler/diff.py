@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from exp.spec import FieldClass
+from expspec.spec import FieldClass
 
 from .plan import Plan, PlanError
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from exp.errors import BadInput
-from exp.spec import Experiment
+from expspec.errors import BadInput
+from expspec.spec import Experiment
 
 __all__ = [
     "AXES",

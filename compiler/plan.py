@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from exp.spec import Experiment, FieldClass, Problem, SpecError
+from expspec.spec import Experiment, FieldClass, Problem, SpecError
 
 from .canonical import canonical_json
 from .determinism import DeterminismPlan

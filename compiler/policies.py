@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from exp.spec import Experiment
-from exp.spec.sizes import parse_bytes
+from expspec.spec import Experiment
+from expspec.spec.sizes import parse_bytes
 
 __all__ = ["CheckpointPolicy", "ThrottlePlan", "resolve_checkpoint", "resolve_throttle"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from exp.spec import Experiment, Problem, SpecError
+from expspec.spec import Experiment, Problem, SpecError
 
 from .compile import assemble, resolve_spec
 from .diff import Change

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from exp.spec import Experiment, stream_names
+from expspec.spec import Experiment, stream_names
 
 __all__ = ["SEED_BITS", "derive_seed", "derive_seeds"]
 

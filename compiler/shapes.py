@@ -3,7 +3,7 @@
 `exp plan --explain` shows how the mesh lays out every parameter, and `exp plan`
 must not import JAX: building the model would cost seconds and may claim an
 accelerator. The built-in families are small enough to size by hand. The
-results use the runtime's canonical leaf paths (`exp.runtime.hashing.leaf_paths`
+results use the runtime's canonical leaf paths (`expspec.runtime.engine.hashing.leaf_paths`
 of `state["params"]` and `state["frozen"]`), and tests/compiler/test_shapes.py
 compares them with the state the runtime really builds, so the two cannot
 drift apart unnoticed.
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exp.spec import Experiment
-from exp.spec.data import CustomData, Digits, Npz, Synthetic, TextChars
-from exp.spec.model import MLP, CustomModel, Transformer
+from expspec.spec import Experiment
+from expspec.spec.data import CustomData, Digits, Npz, Synthetic, TextChars
+from expspec.spec.model import MLP, CustomModel, Transformer
 
 __all__ = ["LeafShape", "StateShapes", "Unknown", "state_shapes"]
 

@@ -27,8 +27,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from exp.spec import Problem, SpecError
-from exp.spec.overrides import parse_override, parse_overrides
+from expspec.spec import Problem, SpecError
+from expspec.spec.overrides import parse_override, parse_overrides
 
 from .compile import plan_spec
 from .plan import Plan

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from exp.errors import BadInput
+from expspec.errors import BadInput
 
 __all__ = ["NO_VALUE", "Problem", "SpecError", "key_path_text", "show_value"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from exp.errors import BadInput
+from expspec.errors import BadInput
 
 __all__ = [
     "ImportNotAllowed",

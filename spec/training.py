@@ -57,7 +57,7 @@ class CheckpointSpec(SpecModel):
     """`full`: parameters and optimizer state; `lora`: only the adapters and their
     optimizer state (needs `model.lora`)."""
     on_preemption: bool = operational(True)
-    """On SIGTERM/SIGINT, finish the step, save, and exit 75 (resumable)."""
+    """On SIGTERM/SIGINT, finish the step, save, and exit as preempted, ready to resume."""
 
     @model_validator(mode="after")
     def _keep_every_is_multiple(self) -> CheckpointSpec:

@@ -55,7 +55,7 @@ MUTATIONS = (
     Mutation(
         "resume-disabled",
         "find_resume_point returns None: every attempt starts again from step 0",
-        "runtime/resume.py",
+        "runtime/engine/resume.py",
         None,
         "\n\ndef find_resume_point(checkpointer, comps):  # the mutation\n    return None\n",
         (
@@ -69,7 +69,7 @@ MUTATIONS = (
     Mutation(
         "records-before-commit",
         "a checkpoint is ledgered when handed to Orbax, before its write commits",
-        "runtime/loop.py",
+        "runtime/engine/loop.py",
         "self.uncommitted.append((step, digest))",
         'self.rec.ledger.write({"kind": "checkpoint", "step": step, "full_hash": digest, "attempt": self.attempt})',
         (STORM, "tests/reliability/test_disk_full.py", f"{RESUME}::test_sigkill_at_a_random_step_then_restart"),
@@ -85,7 +85,7 @@ MUTATIONS = (
     Mutation(
         "no-before-first-step",
         "a stop asked for before the first step is noticed only after step 1",
-        "runtime/loop.py",
+        "runtime/engine/loop.py",
         "        if self.guard.requested and not self.cluster.multi:  # asked to stop before the first step\n"
         '            return LoopResult("preempted", start, state, None, self.guard.requested)\n',
         "",
@@ -94,7 +94,7 @@ MUTATIONS = (
     Mutation(
         "throttle-compiles-twice",
         'max_inflight="auto" analyses a second jit wrapper: the loop compiles the step again',
-        "runtime/throttle.py",
+        "runtime/engine/throttle.py",
         "stats = train.lower(state, batch).compile().memory_analysis()",
         "stats = jax.jit(train.__wrapped__, donate_argnums=0).lower(state, batch).compile().memory_analysis()",
         (
@@ -113,7 +113,7 @@ MUTATIONS = (
     Mutation(
         "cluster-needs-launcher",
         "a cluster member needs a variable only `exp launch` sets, so a scheduler's members fail",
-        "runtime/cluster.py",
+        "runtime/processes/cluster.py",
         "    how = requested_cluster(env)\n",
         '    how = requested_cluster(env)\n    if how is not None:\n        env["JAX_COORDINATOR_BIND_ADDRESS"]\n',
         ("tests/runtime/test_cluster.py::test_a_cluster_started_by_a_scheduler_trains_without_the_launcher",),
@@ -121,7 +121,7 @@ MUTATIONS = (
     Mutation(
         "plan-imports-jax",
         "`exp plan` imports JAX once the spec has compiled",
-        "exp/cli/plan.py",
+        "expspec/cli/plan.py",
         "        fail_invalid(err)\n    if devices is not None:\n",
         "        fail_invalid(err)\n    import jax  # noqa: F401\n    if devices is not None:\n",
         ("tests/cli/test_cli.py::test_cli_commands_import_no_jax",),
@@ -174,7 +174,7 @@ def build_copy(scratch: Path) -> Path:
         [python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(scratch)], check=True, env=_env(scratch)
     )
     where = subprocess.run(
-        [python, "-c", "import exp.runtime; print(exp.runtime.__file__)"],
+        [python, "-c", "import expspec.runtime; print(expspec.runtime.__file__)"],
         cwd=tempfile.gettempdir(),
         capture_output=True,
         text=True,

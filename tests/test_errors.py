@@ -12,9 +12,9 @@ from types import ModuleType
 
 import numpy as np
 
-from exp.cli.console import exit_code_for
-from exp.errors import BadInput, RunFailure
-from exp.exit_codes import ExitCode
+from expspec.cli.console import exit_code_for
+from expspec.errors import BadInput, RunFailure
+from expspec.exit_codes import ExitCode
 from tests.conftest import ROOT
 from tests.runtime.runs import DIGITS, exp
 
@@ -51,13 +51,13 @@ def test_every_library_error_derives_from_exactly_one_base():
         for cls in classes
         if cls not in (BadInput, RunFailure) and issubclass(cls, BadInput) == issubclass(cls, RunFailure)
     ]
-    assert not wrong, f"derive each from exactly one of exp.errors.BadInput (exit 2) or RunFailure (exit 3): {wrong}"
+    assert not wrong, (
+        f"derive each from exactly one of expspec.errors.BadInput (exit 2) or RunFailure (exit 3): {wrong}"
+    )
 
 
 def test_the_bases_module_imports_nothing_heavy():
-    probe = (
-        "import sys, exp.errors; print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'pydantic', 'jax'}))"
-    )
+    probe = "import sys, expspec.errors; print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'pydantic', 'jax'}))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

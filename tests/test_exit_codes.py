@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from exp.exit_codes import ExitCode
+from expspec.exit_codes import ExitCode
 from tests.runtime.runs import DIGITS, exp, kill, start, wait_for_step
 
 TINY = ("model.hidden=[16]", "train.eval_every=0")
@@ -28,11 +28,11 @@ def test_the_codes():
 def test_importing_the_codes_imports_nothing_else_of_the_package():
     """`exp`'s first line imports it, before any signal handler is in place: it must stay cheap."""
     code = (
-        "import sys, exp.exit_codes; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('exp', 'typer', 'pydantic', 'click', 'jax')))"
+        "import sys, expspec.exit_codes; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('expspec', 'typer', 'pydantic', 'click', 'jax')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['exp', 'exp.exit_codes']"
+    assert out.strip() == "['expspec', 'expspec.exit_codes']"
 
 
 def test_a_bad_spec_exits_bad_input(tmp_path):
@@ -66,8 +66,8 @@ def test_a_refused_run_directory_exits_bad_input(preempted):
 
 
 def test_the_cli_maps_what_the_library_reports():
-    from exp.audit.report import AuditReport
-    from exp.cli.exit_status import audit_exit_code, stopped_exit_code
+    from expspec.audit.report import AuditReport
+    from expspec.cli.exit_status import audit_exit_code, stopped_exit_code
 
     assert audit_exit_code(AuditReport()) is ExitCode.OK
     assert stopped_exit_code(signal.SIGTERM) is ExitCode.PREEMPTED
@@ -75,10 +75,10 @@ def test_the_cli_maps_what_the_library_reports():
 
 
 def test_the_child_command_line():
-    from exp.runtime.child_command import exp_run_argv
+    from expspec.runtime.processes.child_command import exp_run_argv
 
     argv = exp_run_argv("-odd.toml", ["a=1"], "runs/x", stop_at=3, allow_imports=("lab",), json=True, quiet=True)
-    head = [sys.executable, "-P", "-m", "exp", "run"]
+    head = [sys.executable, "-P", "-m", "expspec", "run"]
     assert argv == [*head, "--run-dir", "runs/x", "--stop-at", "3", "--allow-import", "lab", "--json", "-q", "--"] + [
         "-odd.toml",
         "a=1",

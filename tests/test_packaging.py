@@ -1,6 +1,6 @@
-"""The wheel maps the top-level stage folders to `exp.*` subpackages.
+"""The wheel maps the top-level stage folders to `expspec.*` subpackages.
 
-Run from outside the repository: inside it, the local `exp/` folder would
+Run from outside the repository: inside it, the local `expspec/` folder would
 shadow the installed package and hide a broken mapping.
 """
 
@@ -13,7 +13,13 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-STAGES = {"exp": "exp", "spec": "exp.spec", "compiler": "exp.compiler", "runtime": "exp.runtime", "audit": "exp.audit"}
+STAGES = {
+    "expspec": "expspec",
+    "spec": "expspec.spec",
+    "compiler": "expspec.compiler",
+    "runtime": "expspec.runtime",
+    "audit": "expspec.audit",
+}
 SUBPACKAGES = tuple(
     sorted(
         ".".join([STAGES[init.relative_to(ROOT).parts[0]], *init.relative_to(ROOT).parts[1:-1]])
@@ -33,7 +39,7 @@ def test_wheel_installs_every_subpackage(tmp_path: Path):
     )
     (wheel,) = (tmp_path / "dist").glob("expspec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "exp/spec/experiment.py" in names and "exp/compiler/plan.py" in names
+    assert "expspec/spec/experiment.py" in names and "expspec/compiler/plan.py" in names
     assert not any(name.startswith(("tests/", "spec/", "compiler/")) for name in names)
 
     target = tmp_path / "site"
@@ -48,7 +54,7 @@ def test_wheel_installs_every_subpackage(tmp_path: Path):
         f"for name in {SUBPACKAGES!r}:\n"
         "    module = importlib.import_module(name)\n"
         "    print(name, module.__file__)\n"
-        "from exp.compiler import plan_spec\n"
+        "from expspec.compiler import plan_spec\n"
         f"print(plan_spec({str(ROOT / 'examples' / 'digits_mlp.toml')!r}).fingerprints.trajectory)\n"
     )
     result = subprocess.run(

@@ -1,6 +1,6 @@
 """The public surface of each package: what it names resolves, and naming it costs no JAX.
 
-`exp`, `exp.runtime` and `exp.audit` re-export their entry points lazily, so
+`exp`, `expspec.runtime` and `expspec.audit` re-export their entry points lazily, so
 a reader sees the public names in one place while `exp --help` stays fast.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("exp", "exp.runtime", "exp.audit")
-SOURCES = ("spec", "compiler", "runtime", "audit", "exp")
+PACKAGES = ("expspec", "expspec.runtime", "expspec.audit")
+SOURCES = ("spec", "compiler", "runtime", "audit", "expspec")
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -61,11 +61,11 @@ def _kinds(annotated: object) -> set[str]:
 
 
 def test_data_and_models_share_one_registry_that_knows_every_kind():
-    from exp.runtime.data import DATA_BUILDERS
-    from exp.runtime.models import MODEL_BUILDERS
-    from exp.runtime.registry import Registry
-    from exp.spec.data import DataSpec
-    from exp.spec.model import ModelSpec
+    from expspec.runtime.data import DATA_BUILDERS
+    from expspec.runtime.models import MODEL_BUILDERS
+    from expspec.runtime.registry import Registry
+    from expspec.spec.data import DataSpec
+    from expspec.spec.model import ModelSpec
 
     assert isinstance(DATA_BUILDERS, Registry) and isinstance(MODEL_BUILDERS, Registry)
     assert set(DATA_BUILDERS) == _kinds(DataSpec)

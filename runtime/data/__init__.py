@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from exp.runtime.registry import Registry
-from exp.spec.data import DataSpec
-
-from .base import DataContext, DataError, DataSource
+from expspec.runtime.data.base import DataContext, DataError, DataSource
+from expspec.runtime.registry import Registry
+from expspec.spec.data import DataSpec
 
 __all__ = ["DATA_BUILDERS", "DataContext", "DataError", "DataSource", "build_data"]
 
@@ -21,11 +20,11 @@ DATA_BUILDERS: Registry[Callable[..., DataSource]] = Registry(
     "data.kind",
     DataError,
     {
-        "sklearn_digits": "exp.runtime.data.digits:build_digits",
-        "text_chars": "exp.runtime.data.text:build_text",
-        "synthetic": "exp.runtime.data.synthetic:build_synthetic",
-        "npz": "exp.runtime.data.npz:build_npz",
-        "custom": "exp.runtime.data.custom:build_custom",
+        "sklearn_digits": "expspec.runtime.data.digits:build_digits",
+        "text_chars": "expspec.runtime.data.text:build_text",
+        "synthetic": "expspec.runtime.data.synthetic:build_synthetic",
+        "npz": "expspec.runtime.data.npz:build_npz",
+        "custom": "expspec.runtime.data.custom:build_custom",
     },
 )
 """`data.kind` -> `builder(spec, ctx: DataContext) -> DataSource`."""

@@ -13,8 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from exp.errors import BadInput
-from exp.runtime.types import Batch, DataInfo
+from expspec.errors import BadInput
+from expspec.runtime.types import Batch, DataInfo
 
 __all__ = [
     "EVAL_LIMIT",

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from exp.compiler import digest
-from exp.runtime.types import Batch, DataInfo
-from exp.spec.data import CustomData
-from exp.spec.targets import TargetNotFound, import_target, target_source
-
-from .base import DataContext, DataError
+from expspec.compiler import digest
+from expspec.runtime.data.base import DataContext, DataError
+from expspec.runtime.types import Batch, DataInfo
+from expspec.spec.data import CustomData
+from expspec.spec.targets import TargetNotFound, import_target, target_source
 
 __all__ = ["CustomSource", "build_custom"]
 
@@ -125,6 +124,6 @@ def build_custom(spec: CustomData, ctx: DataContext) -> CustomSource:
         info = infer_info(obj, obj.train_batch(0), spec.target)
     elif not isinstance(info, DataInfo):
         raise DataError(
-            f"data.target '{spec.target}': `info` must be an exp.runtime.types.DataInfo, got {type(info).__name__}"
+            f"data.target '{spec.target}': `info` must be an expspec.runtime.types.DataInfo, got {type(info).__name__}"
         )
     return CustomSource(obj, info, _fingerprint(obj, spec, ctx.spec_dir))

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exp.runtime.types import DataInfo
-from exp.spec.data import Digits
-
-from .base import ArraySource, DataContext
+from expspec.runtime.data.base import ArraySource, DataContext
+from expspec.runtime.types import DataInfo
+from expspec.spec.data import Digits
 
 __all__ = ["build_digits"]
 

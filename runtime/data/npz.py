@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exp.runtime.types import DataInfo
-from exp.spec.data import Npz
-
-from .base import ArraySource, DataContext, DataError, read_bytes, resolve_path
+from expspec.runtime.data.base import ArraySource, DataContext, DataError, read_bytes, resolve_path
+from expspec.runtime.types import DataInfo
+from expspec.spec.data import Npz
 
 __all__ = ["build_npz"]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from exp.compiler import digest
-from exp.runtime.types import DataInfo
-from exp.spec.data import Synthetic
-
-from .base import ArraySource, DataContext
+from expspec.compiler import digest
+from expspec.runtime.data.base import ArraySource, DataContext
+from expspec.runtime.types import DataInfo
+from expspec.spec.data import Synthetic
 
 __all__ = ["build_synthetic"]
 

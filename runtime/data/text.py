@@ -10,10 +10,17 @@ import hashlib
 
 import numpy as np
 
-from exp.runtime.types import Batch, DataInfo
-from exp.spec.data import TextChars
-
-from .base import EVAL_LIMIT, BatchOrder, DataContext, DataError, padded_batches, read_bytes, resolve_path
+from expspec.runtime.data.base import (
+    EVAL_LIMIT,
+    BatchOrder,
+    DataContext,
+    DataError,
+    padded_batches,
+    read_bytes,
+    resolve_path,
+)
+from expspec.runtime.types import Batch, DataInfo
+from expspec.spec.data import TextChars
 
 __all__ = ["TextSource", "build_text"]
 

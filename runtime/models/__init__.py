@@ -12,14 +12,15 @@ from pathlib import Path
 
 from flax import nnx
 
+from expspec.runtime.models.common import BuildContext, ModelError, parse_dtype
+from expspec.runtime.models.custom import CustomAdapter, build_custom
+from expspec.runtime.models.lora import LoRALinear, apply_lora
+from expspec.runtime.models.mlp import MLPNet, build_mlp
+from expspec.runtime.models.transformer import TransformerLM, build_transformer
+from expspec.runtime.registry import Registry
+from expspec.runtime.types import DataInfo
+
 from ...spec.model import ModelSpec
-from ..registry import Registry
-from ..types import DataInfo
-from .common import BuildContext, ModelError, parse_dtype
-from .custom import CustomAdapter, build_custom
-from .lora import LoRALinear, apply_lora
-from .mlp import MLPNet, build_mlp
-from .transformer import TransformerLM, build_transformer
 
 __all__ = [
     "MODEL_BUILDERS",
@@ -56,7 +57,7 @@ def build_model(
 
     LoRA adapters are not added here: the caller loads base weights first, if
     any, then `apply_lora(model, spec.lora, lora_seed)` adds them from the
-    plan's `lora` seed stream (`runtime/build.py`), the one path every run takes.
+    plan's `lora` seed stream (`runtime/engine/build.py`), the one path every run takes.
     """
     builder = MODEL_BUILDERS[spec.kind]
     ctx = BuildContext(

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from exp.errors import BadInput
+from expspec.errors import BadInput
 
 __all__ = ["ACTIVATIONS", "BuildContext", "ModelError", "layer_key", "parse_dtype", "require_key"]
 

@@ -7,10 +7,11 @@ import inspect
 import jax
 from flax import nnx
 
+from expspec.runtime.models.common import BuildContext, ModelError
+from expspec.runtime.types import DataInfo
+
 from ...spec.model import CustomModel
 from ...spec.targets import import_target
-from ..types import DataInfo
-from .common import BuildContext, ModelError
 
 __all__ = ["CustomAdapter", "build_custom"]
 

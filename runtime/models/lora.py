@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from expspec.runtime.models.common import ModelError
+
 from ...spec.model import LoRA
-from .common import ModelError
 
 __all__ = ["LoRALinear", "apply_lora"]
 

@@ -7,9 +7,10 @@ from typing import Any
 import jax
 from flax import nnx
 
+from expspec.runtime.models.common import ACTIVATIONS, BuildContext, ModelError, layer_key, require_key
+from expspec.runtime.types import DataInfo
+
 from ...spec.model import MLP
-from ..types import DataInfo
-from .common import ACTIVATIONS, BuildContext, ModelError, layer_key, require_key
 
 __all__ = ["MLPNet", "build_mlp"]
 

@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from expspec.runtime.models.common import ACTIVATIONS, BuildContext, ModelError, layer_key, require_key
+from expspec.runtime.types import DataInfo
+
 from ...spec.model import Transformer
-from ..types import DataInfo
-from .common import ACTIVATIONS, BuildContext, ModelError, layer_key, require_key
 
 __all__ = ["Block", "CausalSelfAttention", "TransformerLM", "build_transformer"]
 

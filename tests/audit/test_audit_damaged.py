@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exp.audit.ledger import read_ledger
-from exp.runtime.records import DamagedRecord
+from expspec.audit.ledger import read_ledger
+from expspec.runtime.runs.records import DamagedRecord
 from tests.runtime.runs import DIGITS, exp, run_json, snapshot
 
 PREVIOUS_VERDICT = b'{"check": "integrity", "status": "passed", "summary": "an earlier audit", "time": 1.0}\n'

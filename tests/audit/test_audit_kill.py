@@ -67,8 +67,8 @@ def test_a_segment_with_nothing_to_compare_names_the_steps_each_side_recorded(tm
 
 
 def test_a_run_that_ends_before_it_can_be_cut_is_a_run_error_that_says_how_far_it_got(tmp_path):
-    from exp.audit.checks import SpecTarget, audit_request
-    from exp.audit.processes import RunError, run_exp_killed
+    from expspec.audit.checks import SpecTarget, audit_request
+    from expspec.audit.processes import RunError, run_exp_killed
 
     run_dir = tmp_path / "run"
     request = audit_request(SpecTarget(str(DIGITS)), run_dir, 4, 100)  # stops at step 4, saving there

@@ -6,7 +6,7 @@ import json
 import signal
 from pathlib import Path
 
-from exp.audit.checks import audit_integrity
+from expspec.audit.checks import audit_integrity
 from tests.runtime.runs import DIGITS, exp, kill, start, wait_for_step
 
 LIVE = (

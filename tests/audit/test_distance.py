@@ -14,9 +14,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from exp.audit.checkpoints import CheckpointUnreadable, checkpoint_steps, read_checkpoint
-from exp.audit.distance import LeafDistance, describe, leaf_distances, ulp_distance
-from exp.runtime.hashing import full_hash, leaf_paths
+from expspec.audit.checkpoints import CheckpointUnreadable, checkpoint_steps, read_checkpoint
+from expspec.audit.distance import LeafDistance, describe, leaf_distances, ulp_distance
+from expspec.runtime.engine.hashing import full_hash, leaf_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = "params/layers/1/kernel"

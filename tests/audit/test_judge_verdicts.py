@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from exp.audit.judge import ScheduleEvidence, Side, judge_schedule
-from exp.audit.ledger import StepComparison
-from exp.audit.localize import environment_difference
-from exp.audit.lock_document import LockDocument
-from exp.audit.lock_verdicts import LockCase, RerunEvidence, judge_rerun
-from exp.audit.report import CheckResult
+from expspec.audit.judge import ScheduleEvidence, Side, judge_schedule
+from expspec.audit.ledger import StepComparison
+from expspec.audit.localize import environment_difference
+from expspec.audit.lock_document import LockDocument
+from expspec.audit.lock_verdicts import LockCase, RerunEvidence, judge_rerun
+from expspec.audit.report import CheckResult
 
 LOCK = Path(__file__).resolve().parents[2] / "examples" / "ci" / "exp.lock"
 AGREE = StepComparison([1, 2, 3, 4], None, [])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from exp import __version__
+from expspec import __version__
 from tests.conftest import EXAMPLES, ROOT, run_exp
 from tests.helpers import MINIMAL
 
@@ -46,7 +46,7 @@ def imported_modules(*code_or_module: str, returncode: int = 0, shows: str = "")
 
 def test_spec_and_compiler_import_no_jax():
     compile_a_plan = (
-        "import sys; from exp.compiler import plan_spec; import exp.spec; "
+        "import sys; from expspec.compiler import plan_spec; import expspec.spec; "
         "print('trajectory', plan_spec(sys.argv[1]).fingerprints.trajectory)"
     )
     modules = imported_modules("-c", compile_a_plan, str(EXAMPLES / "digits_mlp.toml"), shows="trajectory ")
@@ -72,7 +72,7 @@ def test_spec_and_compiler_import_no_jax():
     ids=["help", "plan", "validate", "schema", "diff", "runs", "report"],
 )
 def test_cli_commands_import_no_jax(args, returncode, shows):
-    modules = imported_modules("-m", "exp", *args, returncode=returncode, shows=shows)
+    modules = imported_modules("-m", "expspec", *args, returncode=returncode, shows=shows)
     assert not set(JAX_FAMILY) & modules
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exp.cli import app
-from exp.cli.help import summary_and_example
+from expspec.cli import app
+from expspec.cli.help import summary_and_example
 from tests.conftest import run_exp
 
 

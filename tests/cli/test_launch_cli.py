@@ -92,7 +92,7 @@ def test_another_experiments_run_directory_is_left_untouched(tmp_path):
 
 
 def test_launch_help_imports_no_jax():
-    modules = imported_modules("-m", "exp", "launch", "--help", shows="--devices-per-process")
+    modules = imported_modules("-m", "expspec", "launch", "--help", shows="--devices-per-process")
     assert not set(JAX_FAMILY) & modules
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from exp.cli.early_signals import StartupSignals
-from exp.runtime.local_cluster import LaunchResult
-from exp.runtime.supervision import Member, signals_blocked, supervise
+from expspec.cli.early_signals import StartupSignals
+from expspec.runtime.processes.local_cluster import LaunchResult
+from expspec.runtime.processes.supervision import Member, signals_blocked, supervise
 from tests.conftest import ROOT
 from tests.runtime.runs import DIGITS, EXP
 

@@ -86,6 +86,6 @@ def test_custom_model_says_why_there_is_no_table():
 
 def test_explain_imports_neither_jax_nor_numpy():
     modules = imported_modules(
-        "-m", "exp", "plan", TRANSFORMER, "mesh.fsdp=4", "--explain", "--devices", "4", shows="[-, fsdp]"
+        "-m", "expspec", "plan", TRANSFORMER, "mesh.fsdp=4", "--explain", "--devices", "4", shows="[-, fsdp]"
     )
     assert not (set(JAX_FAMILY) | {"numpy"}) & modules

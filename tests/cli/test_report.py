@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exp.runtime.report_data import read_run
+from expspec.runtime.runs.report_data import read_run
 from tests.conftest import EXAMPLES, run_exp
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_run"

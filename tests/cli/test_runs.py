@@ -48,7 +48,7 @@ def test_a_finished_and_audited_run_is_done_and_listing_changes_nothing(tmp_path
     assert (
         "done" in row and "3/3" in row and "integrity passed" in row and plan["fingerprints"]["trajectory"][:12] in row
     )
-    assert not set(JAX_FAMILY) & imported_modules("-m", "exp", "runs", str(tmp_path / "runs"))
+    assert not set(JAX_FAMILY) & imported_modules("-m", "expspec", "runs", str(tmp_path / "runs"))
     assert snapshot(tmp_path) == before
 
 

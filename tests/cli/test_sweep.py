@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exp.compiler import plan_spec
-from exp.runtime.sweep import PointResult, SweepResult
+from expspec.compiler import plan_spec
+from expspec.runtime.processes.sweep import PointResult, SweepResult
 from tests.conftest import run_exp
 from tests.runtime.runs import DIGITS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exp.compiler import Plan, diff_plans, plan_spec
+from expspec.compiler import Plan, diff_plans, plan_spec
 from tests.conftest import EXAMPLES
 
 DIGITS = EXAMPLES / "digits_mlp.toml"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from exp.compiler import Plan, PlanError, compile_spec, derive_seed, plan_spec
-from exp.spec import BASE_STREAMS, SpecError, load_spec
+from expspec.compiler import Plan, PlanError, compile_spec, derive_seed, plan_spec
+from expspec.spec import BASE_STREAMS, SpecError, load_spec
 from tests.conftest import EXAMPLE_SPECS, EXAMPLES, run_exp
 from tests.helpers import MINIMAL
 

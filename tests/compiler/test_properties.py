@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from exp.cli import app
-from exp.compiler import Plan, plan_spec
-from exp.spec import BASE_STREAMS
-from exp.spec.compose import compose
+from expspec.cli import app
+from expspec.compiler import Plan, plan_spec
+from expspec.spec import BASE_STREAMS
+from expspec.spec.compose import compose
 from tests.conftest import EXAMPLE_SPECS
 from tests.helpers import to_toml
 

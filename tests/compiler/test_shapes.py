@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from exp.compiler import Plan, plan_spec
-from exp.compiler.mesh import MeshError, MeshPlan, partition, resolve_mesh, shard_shape
-from exp.compiler.shapes import StateShapes, Unknown, state_shapes
+from expspec.compiler import Plan, plan_spec
+from expspec.compiler.mesh import MeshError, MeshPlan, partition, resolve_mesh, shard_shape
+from expspec.compiler.shapes import StateShapes, Unknown, state_shapes
 from tests.conftest import EXAMPLES
 
 DIGITS = EXAMPLES / "digits_mlp.toml"
@@ -48,8 +48,8 @@ def _pure(shapes: StateShapes) -> dict[str, list[tuple[str, tuple[int, ...], str
 
 
 def _real(plan: Plan, spec_dir: Path) -> dict[str, list[tuple[str, tuple[int, ...], str]]]:
-    from exp.runtime.build import build_components
-    from exp.runtime.hashing import canonical_leaves
+    from expspec.runtime.engine.build import build_components
+    from expspec.runtime.engine.hashing import canonical_leaves
 
     state = build_components(plan, spec_dir).state
     return {

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from exp.compiler import plan_spec
+from expspec.compiler import plan_spec
 from tests.conftest import EXAMPLES, run_exp
 
 SPEC = """\

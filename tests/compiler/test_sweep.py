@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from exp.compiler.sweep import _names, parse_axis, plan_sweep, split_values
-from exp.spec import SpecError
+from expspec.compiler.sweep import _names, parse_axis, plan_sweep, split_values
+from expspec.spec import SpecError
 from tests.conftest import EXAMPLES
 
 DIGITS = EXAMPLES / "digits_mlp.toml"

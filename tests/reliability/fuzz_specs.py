@@ -12,7 +12,7 @@ the spec, nothing in the working directory) and never run the code of a
 
 Each trial copies the folder of one example spec into a fresh temporary
 directory (so relative `extends` still resolve), mutates the spec, and runs the
-real command line code in-process (`CliRunner().invoke(exp.cli.app, ...)`)
+real command line code in-process (`CliRunner().invoke(expspec.cli.app, ...)`)
 with the working directory set to an empty folder. A trial's random choices
 depend only on `--seed` and its index, so `--trial N` replays one. The last
 line printed is

@@ -23,7 +23,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from exp.cli import app
+from expspec.cli import app
 from tests.reliability.fuzz_workspace import ROOT, Case, Workspace
 
 # ---------------------------------------------------------------------------
@@ -71,8 +71,8 @@ class Outcome:
 
 def _expected_problems(ws: Workspace, overrides: tuple[str, ...]) -> list[str] | None:
     """The problem lines the library reports, to hold the command line's output to."""
-    from exp.compiler import plan_spec
-    from exp.spec import SpecError
+    from expspec.compiler import plan_spec
+    from expspec.spec import SpecError
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the command's own run shows any noise
@@ -85,8 +85,8 @@ def _expected_problems(ws: Workspace, overrides: tuple[str, ...]) -> list[str] |
 
 
 def _has_custom_targets(ws: Workspace) -> bool:
-    from exp.compiler import plan_spec
-    from exp.spec import custom_targets
+    from expspec.compiler import plan_spec
+    from expspec.spec import custom_targets
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from exp.cli import app
+from expspec.cli import app
 from tests.helpers import MINIMAL
 from tests.reliability.fuzz_trial import snapshot
 from tests.reliability.fuzz_workspace import EVIL_MODULE, EVIL_PACKAGE, MARKER, evil_source

@@ -21,8 +21,8 @@ import tomllib
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from exp.spec import BASE_STREAMS
-from exp.spec.errors import key_path_text
+from expspec.spec import BASE_STREAMS
+from expspec.spec.errors import key_path_text
 from tests.reliability.fuzz_mutations import KINDS
 from tests.reliability.fuzz_specs import SUMMARY, main, report, run_trial
 from tests.reliability.fuzz_toml import dumps, leaves, tables

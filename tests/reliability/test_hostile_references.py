@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from exp.spec.errors import show_value
+from expspec.spec.errors import show_value
 from tests.helpers import MINIMAL
 from tests.reliability import hostile_helpers
 from tests.reliability.fuzz_workspace import EVIL_MODULE, EVIL_PACKAGE

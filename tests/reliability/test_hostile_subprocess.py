@@ -1,7 +1,7 @@
 """Hostile specs through the real console script, in a fresh process.
 
 In-process runs (the other hostile-input tests) cannot see everything the user
-would: here `python -m exp` runs in a subprocess from an empty folder, where a
+would: here `python -m expspec` runs in a subprocess from an empty folder, where a
 stray traceback, an imported planted module or a `runs/` folder would reach the
 user.
 """
@@ -33,7 +33,12 @@ def exp(*args: str | Path, cwd: Path, cache: Path) -> subprocess.CompletedProces
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE")}
     env |= {"EXP_CACHE_DIR": str(cache), "COLUMNS": "80", "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "exp", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "expspec", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

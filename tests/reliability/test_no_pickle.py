@@ -18,7 +18,7 @@ def hook(event, args):
     if event == "pickle.find_class":
         seen.append(args)
 sys.addaudithook(hook)
-from exp.cli import main
+from expspec.cli import main
 sys.argv = ["exp", *sys.argv[1:]]
 try:
     main()

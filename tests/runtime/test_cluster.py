@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from exp.runtime.cluster import Cluster, ClusterError, requested_cluster
+from expspec.runtime.processes.cluster import Cluster, ClusterError, requested_cluster
 from tests.runtime.runs import DIGITS, EXP, ROOT, exp
 
 ARGS = (str(DIGITS), "train.steps=100", "checkpoint.every_steps=20", "train.eval_every=0", "mesh.data=-1")

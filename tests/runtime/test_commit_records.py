@@ -13,7 +13,7 @@ import json
 import signal
 from pathlib import Path
 
-from exp.audit.checks import RECOVERED, UNRECORDED, audit_integrity
+from expspec.audit.checks import RECOVERED, UNRECORDED, audit_integrity
 from tests.runtime.runs import (
     DIGITS,
     committed_checkpoints,

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exp.compiler import plan_spec
-from exp.runtime.data import DataSource, build_data
-from exp.runtime.data.base import EVAL_LIMIT, DataError
-from exp.spec import ImportNotAllowed, SpecError
+from expspec.compiler import plan_spec
+from expspec.runtime.data import DataSource, build_data
+from expspec.runtime.data.base import EVAL_LIMIT, DataError
+from expspec.spec import ImportNotAllowed, SpecError
 from tests.conftest import EXAMPLES, ROOT
 
 DIGITS = EXAMPLES / "digits_mlp.toml"
@@ -77,7 +77,7 @@ def test_same_batch_in_a_fresh_process():
     here = hashlib.sha256(source.train_batch(23)["x"].tobytes()).hexdigest()
     code = (
         "import hashlib; from pathlib import Path\n"
-        "from exp.compiler import plan_spec\nfrom exp.runtime.data import build_data\n"
+        "from expspec.compiler import plan_spec\nfrom expspec.runtime.data import build_data\n"
         f"p = plan_spec({str(DIGITS)!r}, [{spec!r}])\n"
         "s = build_data(p.spec.data, p.seeds, Path('.'))\n"
         "print(hashlib.sha256(s.train_batch(23)['x'].tobytes()).hexdigest())\n"
@@ -246,7 +246,9 @@ def test_char_example_trains_on_the_shipped_text(tmp_path):
 
 def test_no_module_reads_data_shipped_with_the_installed_python():
     """Such data differs between patch releases of one Python, which the environment class does not tell apart."""
-    sources = [p for folder in ("exp", "spec", "compiler", "runtime", "audit") for p in (ROOT / folder).rglob("*.py")]
+    sources = [
+        p for folder in ("expspec", "spec", "compiler", "runtime", "audit") for p in (ROOT / folder).rglob("*.py")
+    ]
     assert len(sources) > 20
     assert [str(p.relative_to(ROOT)) for p in sources if "pydoc_data" in p.read_text(encoding="utf-8")] == []
     with pytest.raises(SpecError, match="data.source: unknown key"):

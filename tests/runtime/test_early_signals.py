@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from exp.runtime.supervision import signals_blocked
+from expspec.runtime.processes.supervision import signals_blocked
 from tests.conftest import ROOT
 from tests.runtime.runs import DIGITS, EXP, committed_checkpoints, run_json, trained_steps, wait_for_commit
 

@@ -12,8 +12,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from exp.compiler import plan_spec
-from exp.runtime.data import build_data
+from expspec.compiler import plan_spec
+from expspec.runtime.data import build_data
 from tests.conftest import EXAMPLES
 from tests.runtime.runs import DIGITS, LORA, TRANSFORMER, exp, ledger, run_json, start
 

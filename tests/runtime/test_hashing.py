@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from exp.runtime.hashing import combine_fingerprints, device_fingerprints, full_hash, leaf_hashes, leaf_paths
+from expspec.runtime.engine.hashing import combine_fingerprints, device_fingerprints, full_hash, leaf_hashes, leaf_paths
 
 # Builds the same tree in this process and in a fresh one.
 TREE_SRC = textwrap.dedent(
@@ -87,7 +87,7 @@ def test_full_hash_is_stable_across_calls_and_processes():
     here = full_hash(tree)
     assert len(here) == 32 and int(here, 16) >= 0
     assert full_hash(fixed_tree()) == here
-    code = TREE_SRC + "\nfrom exp.runtime.hashing import full_hash\nprint(full_hash(tree))\n"
+    code = TREE_SRC + "\nfrom expspec.runtime.engine.hashing import full_hash\nprint(full_hash(tree))\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert proc.stdout.strip() == here
 

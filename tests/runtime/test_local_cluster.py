@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exp.runtime.local_cluster import (
+from expspec.runtime.processes.local_cluster import (
     DEVICE_COUNT_FLAG,
     LaunchOptions,
     LaunchResult,
@@ -23,7 +23,7 @@ from exp.runtime.local_cluster import (
     member_env,
     xla_flags,
 )
-from exp.runtime.supervision import Failure, Member, Outcome, supervise
+from expspec.runtime.processes.supervision import Failure, Member, Outcome, supervise
 
 # What the stand-in members share: a SIGTERM handler that exits 75, as `exp run` does.
 PRELUDE = """\
@@ -80,7 +80,7 @@ def test_member_argv_quiets_all_but_process_zero():
         sys.executable,
         "-P",
         "-m",
-        "exp",
+        "expspec",
         "run",
         "--run-dir",
         "runs/x",

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from exp.compiler.mesh import partition
+from expspec.compiler.mesh import partition
 from tests.runtime.runs import DIGITS, exp, kill, ledger, run_json, start, wait_for_step
 
 ARGS = (str(DIGITS), "train.steps=160", "checkpoint.every_steps=20", "train.eval_every=0")

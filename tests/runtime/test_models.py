@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from exp.runtime.models import MODEL_BUILDERS, ModelError, apply_lora, build_model, trainable_filter
-from exp.runtime.objectives import loss_and_metrics, means, weighted_sums
-from exp.runtime.types import DataInfo
-from exp.spec import ImportNotAllowed
-from exp.spec.model import MLP, CustomModel, LoRA, Transformer
+from expspec.runtime.engine.objectives import loss_and_metrics, means, weighted_sums
+from expspec.runtime.models import MODEL_BUILDERS, ModelError, apply_lora, build_model, trainable_filter
+from expspec.runtime.types import DataInfo
+from expspec.spec import ImportNotAllowed
+from expspec.spec.model import MLP, CustomModel, LoRA, Transformer
 
 CLS = DataInfo("classification", input_dim=5, num_classes=3)
 REG = DataInfo("regression", input_dim=5)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from exp.runtime.records import DamagedRecord, JsonLines, iter_records, read_jsonl, repair_tail
+from expspec.runtime.runs.records import DamagedRecord, JsonLines, iter_records, read_jsonl, repair_tail
 
 
 @pytest.mark.parametrize("cut", [1, 5, 17])

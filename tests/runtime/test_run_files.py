@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exp.runtime.records import JsonLines, iter_records, records_backwards
-from exp.runtime.run_files import ENDS, Event, Kind, RunFiles, attempt_outcome, attempts, process_file
+from expspec.runtime.runs.records import JsonLines, iter_records, records_backwards
+from expspec.runtime.runs.run_files import ENDS, Event, Kind, RunFiles, attempt_outcome, attempts, process_file
 
 
 def _write_all(files: RunFiles) -> list[dict]:

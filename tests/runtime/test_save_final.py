@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from exp.compiler import plan_spec
-from exp.runtime.checkpoint import Checkpointer
+from expspec.compiler import plan_spec
+from expspec.runtime.engine.checkpoint import Checkpointer
 from tests.runtime.runs import DIGITS
 
 STEPS, EVERY = 7, 3

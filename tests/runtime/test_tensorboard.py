@@ -68,7 +68,7 @@ def test_scalars_match_metrics_jsonl_across_a_resume(tmp_path):
 
 def test_without_tensorboardx_the_run_is_refused_before_it_starts(tmp_path):
     # As if tensorboardX were not installed: an import of it fails, and find_spec finds nothing.
-    code = "import sys; sys.modules['tensorboardX'] = None; sys.argv[0] = 'exp'; from exp.cli import main; main()"
+    code = "import sys; sys.modules['tensorboardX'] = None; sys.argv[0] = 'exp'; from expspec.cli import main; main()"
     result = subprocess.run(
         [sys.executable, "-P", "-c", code, "run", str(DIGITS), *TINY, "--run-dir", str(tmp_path / "run")],
         capture_output=True,

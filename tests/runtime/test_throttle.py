@@ -9,9 +9,9 @@ import sys
 import jax
 import pytest
 
-from exp.compiler import plan_spec
-from exp.runtime.build import build_components
-from exp.runtime.throttle import (
+from expspec.compiler import plan_spec
+from expspec.runtime.engine.build import build_components
+from expspec.runtime.engine.throttle import (
     HOST_FRACTION,
     MAX_AUTO_INFLIGHT,
     StepMemory,
@@ -37,7 +37,7 @@ def listen(name, seconds, **kw):
     if name == {BACKEND_COMPILE!r}:
         seen.append(kw.get("fun_name"))
 jax.monitoring.register_event_duration_secs_listener(listen)
-from exp.cli import main
+from expspec.cli import main
 sys.argv = ["exp", *sys.argv[1:]]
 try:
     main()

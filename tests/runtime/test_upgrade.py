@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from exp.compiler import Plan
+from expspec.compiler import Plan
 from tests.runtime.runs import snapshot
 from tests.runtime.upgrade_fixture import FIXTURE, assert_bitwise, copy_fixture, events, finish, fresh_hash, run_spec
 

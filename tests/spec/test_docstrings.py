@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from exp.spec.docstrings import attribute_docstrings
+from expspec.spec.docstrings import attribute_docstrings
 
 SOURCE = '''
 class Outer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exp.spec import SpecError, load_spec
+from expspec.spec import SpecError, load_spec
 from tests.helpers import MINIMAL
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from exp.spec import Experiment, field_class, load_spec
-from exp.spec.fields import is_path_field
-from exp.spec.load import PATH_KEYS
-from exp.spec.walk import iter_fields
+from expspec.spec import Experiment, field_class, load_spec
+from expspec.spec.fields import is_path_field
+from expspec.spec.load import PATH_KEYS
+from expspec.spec.walk import iter_fields
 from tests.conftest import EXAMPLES
 
 ALL_FIELDS = list(iter_fields(Experiment))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exp.cli.runnable import import_refusals
-from exp.compiler import plan_spec
-from exp.spec import ImportNotAllowed, import_target
+from expspec.cli.runnable import import_refusals
+from expspec.compiler import plan_spec
+from expspec.spec import ImportNotAllowed, import_target
 from tests.conftest import EXAMPLES, ROOT
 
 TARGET = "mylab_refused.models:build"
@@ -32,6 +32,6 @@ def test_the_library_and_the_cli_refuse_an_import_in_the_same_words(tmp_path):
 
 
 def test_the_refusal_is_worded_once():
-    sources = [p for top in ("spec", "compiler", "runtime", "audit", "exp") for p in (ROOT / top).rglob("*.py")]
+    sources = [p for top in ("spec", "compiler", "runtime", "audit", "expspec") for p in (ROOT / top).rglob("*.py")]
     wording = [str(p.relative_to(ROOT)) for p in sources if "allow it with --allow-import" in p.read_text()]
     assert wording == [str(Path("spec") / "targets.py")]

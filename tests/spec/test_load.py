@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from exp.spec import SpecError, load_spec
-from exp.spec.overrides import parse_override
+from expspec.spec import SpecError, load_spec
+from expspec.spec.overrides import parse_override
 from tests.conftest import EXAMPLE_SPECS, EXAMPLES
 from tests.helpers import MINIMAL
 

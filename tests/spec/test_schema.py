@@ -8,8 +8,8 @@ import tomllib
 import jsonschema
 import pytest
 
-from exp.spec import spec_schema
-from exp.spec.compose import compose
+from expspec.spec import spec_schema
+from expspec.spec.compose import compose
 from tests.conftest import EXAMPLE_SPECS, ROOT, run_exp
 from tests.helpers import MINIMAL
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from exp.compiler import plan_spec
-from exp.spec import ImportNotAllowed, import_target, target_source
-from exp.spec.targets import is_allowed
+from expspec.compiler import plan_spec
+from expspec.spec import ImportNotAllowed, import_target, target_source
+from expspec.spec.targets import is_allowed
 from tests.conftest import run_exp
 
 MODULE = """\

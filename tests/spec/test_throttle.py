@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exp.spec import SpecError, load_spec
-from exp.spec.sizes import MAX_BYTES, parse_bytes
+from expspec.spec import SpecError, load_spec
+from expspec.spec.sizes import MAX_BYTES, parse_bytes
 from tests.conftest import run_exp
 from tests.helpers import MINIMAL
 

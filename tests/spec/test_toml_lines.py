@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from exp.spec.toml_lines import key_lines
+from expspec.spec.toml_lines import key_lines
 from tests.conftest import EXAMPLE_SPECS
 
 TRICKY = '''\

@@ -1,0 +1,64 @@
+"""`exp plan`: compile a spec and show the plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from .console import fail_invalid
+from .options import JsonOpt, OverridesArg, SpecArg
+
+if TYPE_CHECKING:
+    from expspec.compiler import Plan
+
+HELP = """Compile a spec into its frozen, fingerprinted plan.
+
+Overrides are dotted TOML assignments applied after `extends`.
+
+Example: exp plan examples/digits_mlp.toml train.steps=100 --explain"""
+
+
+def command(
+    spec: SpecArg,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Show every field with its class, the seed tree and each parameter's sharding."),
+    ] = False,
+    devices: Annotated[
+        int | None,
+        typer.Option("--devices", min=1, metavar="N", help="Lay the mesh out on N devices (resolves -1 axes)."),
+    ] = None,
+) -> None:
+    from expspec.compiler import plan_spec
+    from expspec.spec import SpecError
+
+    try:
+        plan = plan_spec(spec, overrides or [])
+    except SpecError as err:
+        fail_invalid(err)
+    if devices is not None:
+        _check_mesh(plan, spec, devices)
+    if as_json:
+        typer.echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
+    if explain or not as_json:
+        from .render import render_plan
+
+        # Relative data paths resolve against the spec's folder, as `exp run` resolves them.
+        render_plan(plan, explain=explain, spec_dir=Path(spec).resolve().parent, devices=devices)
+
+
+def _check_mesh(plan: Plan, spec: Path, devices: int) -> None:
+    """What a run on `devices` devices would refuse before it starts (a mesh that
+    does not fit, a batch that does not split over it) is a spec problem: one line, exit 2."""
+    from expspec.compiler.mesh import MeshError, check_batch, resolve_mesh
+    from expspec.spec import Problem, SpecError
+
+    try:
+        check_batch(plan.spec.data.batch_size, resolve_mesh(plan.mesh, devices))
+    except MeshError as err:
+        fail_invalid(SpecError([Problem(str(spec), None, err.key, f"{err} (--devices {devices})")]))

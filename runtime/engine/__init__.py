@@ -1,0 +1,1 @@
+"""The training engine: components, the jitted steps, the loop, checkpoints, hashing, resume."""

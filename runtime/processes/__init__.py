@@ -1,0 +1,1 @@
+"""Processes: executing a plan in this process, clusters, `exp launch`, sweeps, signals, output."""
