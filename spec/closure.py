@@ -16,7 +16,9 @@ functions, `try` blocks, `if TYPE_CHECKING:`). An import that cannot be located
 
 A module is classed by the file it resolves to:
 - under a site-packages folder: an installed distribution, named, not followed;
-- under the standard library's folders (or built in): neither hashed nor named;
+- a standard-library module (by its name, `sys.stdlib_module_names`, unless the
+  file lies in the spec's own folder) or a built-in: neither hashed nor named;
+  the standard library's files are never read;
 - anywhere else: local, hashed and followed. A distribution installed in
   editable mode resolves to its source tree and is therefore hashed: its version
   number does not change when its files do. A name the path cannot locate (an
@@ -33,7 +35,6 @@ import importlib.machinery
 import re
 import site
 import sys
-import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -59,14 +60,8 @@ def _normalise(name: str) -> str:
 
 def _site_dirs() -> tuple[Path, ...]:
     found = {*site.getsitepackages(), site.getusersitepackages()}
-    found |= {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
     found |= {p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")}
     return tuple(Path(p).resolve() for p in found if p)
-
-
-def _stdlib_dirs() -> tuple[Path, ...]:
-    paths = sysconfig.get_paths()
-    return tuple(Path(paths[k]).resolve() for k in ("stdlib", "platstdlib") if paths.get(k))
 
 
 @functools.cache
@@ -97,7 +92,8 @@ class _Walk:
 
     def __init__(self, search: Sequence[Path | str]) -> None:
         self.top = [str(p) for p in search] + [p or "." for p in sys.path]
-        self.site, self.stdlib = _site_dirs(), _stdlib_dirs()
+        self.site = _site_dirs()
+        self.own = tuple(Path(p).resolve() for p in search)
         self.specs: dict[str, ModuleSpec | None] = {}
         self.kinds: dict[str, str] = {}
         self.sources: dict[str, str] = {}
@@ -150,8 +146,8 @@ class _Walk:
         if _within(file, self.site):
             if self._name_distribution(top, file):
                 return "outside"
-        elif _within(file, self.stdlib):
-            return "outside"
+        elif top in sys.stdlib_module_names and not _within(file, self.own):
+            return "outside"  # the standard library, by name; a file of that name beside the spec is local
         self.queue.append((name, file))
         return "local"
 

@@ -130,3 +130,15 @@ def test_diff_names_the_edited_helper_module(folder):
     assert result.returncode == 1, result.stderr
     [change] = json.loads(result.stdout)["changes"]
     assert change["key"] == "plan.sources.pkg.nets" and change["class"] == "trajectory"
+
+
+def test_a_local_module_named_like_the_standard_library_is_hashed(tmp_path):
+    """The standard library is recognised by name, never by reading its files; a file of
+    such a name in the spec's own folder is the user's code and is fingerprinted."""
+    from expspec.spec.closure import source_closure
+
+    (tmp_path / "statistics.py").write_text("def mean(xs):\n    return sum(xs) / len(xs)\n")
+    (tmp_path / "lab_model.py").write_text("import json\nimport statistics\n")
+    closure = source_closure(["lab_model"], [tmp_path])
+    assert set(closure.sources) == {"lab_model", "statistics"}
+    assert "json" not in closure.sources and not closure.distributions
