@@ -6,8 +6,7 @@ no JAX until a name below is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from expspec.lazy import lazy_getattr
 
 _EXPORTS = {
     # `exp audit`
@@ -27,8 +26,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'expspec.audit' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ stays as cheap as the CLI needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from expspec.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -24,8 +23,4 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'expspec' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

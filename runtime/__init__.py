@@ -8,8 +8,7 @@ importing the submodule would set the package attribute and hide the export.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from expspec.lazy import lazy_getattr
 
 _EXPORTS = {
     # `exp run`, `exp launch`, `exp sweep`
@@ -42,8 +41,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'expspec.runtime' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

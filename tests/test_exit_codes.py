@@ -32,7 +32,7 @@ def test_importing_the_codes_imports_nothing_else_of_the_package():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('expspec', 'typer', 'pydantic', 'click', 'jax')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['expspec', 'expspec.exit_codes']"
+    assert out.strip() == "['expspec', 'expspec.exit_codes', 'expspec.lazy']"
 
 
 def test_a_bad_spec_exits_bad_input(tmp_path):
