@@ -41,7 +41,7 @@ class LockEntry(_Strict):
     trajectory: str
     spec_values: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str]
-    """`data`, `base_weights`, `base_checkpoint` and `code:<module>` fingerprints."""
+    """`data`, `base_weights`, `base_checkpoint`, `code:<module>` and input-file (`data.tokenizer`) fingerprints."""
     environment: dict[str, Any]
     environment_id: str | None = None
     full_hashes: dict[str, str]

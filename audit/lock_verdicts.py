@@ -57,7 +57,7 @@ class PlanEvidence:
     changes: dict[str, list[Any]]
     """Trajectory fields that differ: name -> [locked, now]."""
     code: dict[str, list[Any]]
-    """Custom code sources whose fingerprints differ: `code:<module>` -> [locked, now]."""
+    """Inputs the plan fingerprints whose digests differ (`code:<module>`, `data.tokenizer`) -> [locked, now]."""
     has_records: bool
     """The entry holds ledger steps or full hashes to compare against."""
 

@@ -36,6 +36,8 @@ __all__ = ["LOCK_VERSION", "lock_constraints", "read_lock", "record_lock", "veri
 
 DEFAULT_STEPS = 20
 _CODE = "code:"
+_RUN_INPUTS = frozenset({"data", "base_weights", "base_checkpoint"})
+"""Inputs a run records in its start event (`_run_inputs`), as opposed to those its plan fingerprints."""
 
 
 def _leaf_norms(run_dir: Path, step: int) -> dict[str, float]:
@@ -52,9 +54,11 @@ def _leaf_norms(run_dir: Path, step: int) -> dict[str, float]:
     return {path: float(np.linalg.norm(np.asarray(leaf, np.float64).ravel())) for path, leaf in leaves}
 
 
-def _code_inputs(plan: Plan) -> dict[str, str]:
-    """`code:<module>` -> fingerprint of each custom code source the plan hashed."""
-    return {f"{_CODE}{name}": digest for name, digest in plan.fingerprints.sources.items()}
+def _plan_inputs(plan: Plan) -> dict[str, str]:
+    """The inputs the plan itself fingerprints: `code:<module>` for each custom code
+    source, and each input file by its spec key (`data.tokenizer`)."""
+    code = {f"{_CODE}{name}": digest for name, digest in plan.fingerprints.sources.items()}
+    return {**code, **plan.fingerprints.files}
 
 
 def _run_inputs(run_dir: Path) -> dict[str, str]:
@@ -96,7 +100,7 @@ def record_lock(targets: Sequence[SpecTarget], steps: int | None, lock_path: Pat
                 steps=n,
                 trajectory=plan.fingerprints.trajectory,
                 spec_values=plan.field_values(),
-                inputs=dict(sorted({**inputs, **_code_inputs(plan)}.items())),
+                inputs=dict(sorted({**inputs, **_plan_inputs(plan)}.items())),
                 environment=env["class"],
                 environment_id=env["class_id"],
                 full_hashes={str(s): h for s, h in sorted(ledger.checkpoints.items())},
@@ -167,12 +171,13 @@ def _trajectory_changes(entry: LockEntry, plan: Plan) -> dict[str, list[Any]]:
 
 
 def _plan_evidence(entry: LockEntry, plan: Plan) -> verdict.PlanEvidence:
-    code_keys = {k for k in entry.inputs if k.startswith(_CODE)} | set(_code_inputs(plan))
+    # Every locked input but those a run records (data, base weights) is one the plan fingerprints.
+    code_keys = {k for k in entry.inputs if k not in _RUN_INPUTS} | set(_plan_inputs(plan))
     return verdict.PlanEvidence(
         locked_trajectory=entry.trajectory,
         trajectory=plan.fingerprints.trajectory,
         changes=_trajectory_changes(entry, plan),
-        code=verdict.input_differences(entry.inputs, _code_inputs(plan), code_keys),
+        code=verdict.input_differences(entry.inputs, _plan_inputs(plan), code_keys),
         has_records=bool(entry.ledger or entry.full_hashes),
     )
 

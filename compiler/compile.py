@@ -13,6 +13,7 @@ from expspec.spec.optimizer import Cosine, Linear
 from .canonical import digest
 from .classes import field_classes, trajectory_view
 from .determinism import resolve_determinism
+from .input_files import hash_input_files, reader_distributions
 from .mesh import resolve_mesh_plan
 from .plan import FORMAT, Fingerprints, Plan, PlanError, PlanSource
 from .policies import resolve_checkpoint, resolve_throttle
@@ -62,19 +63,27 @@ def _hash_sources(experiment: Experiment, search: Sequence[Path], file: str | No
 
 
 def assemble(
-    experiment: Experiment, source: PlanSource, sources: dict[str, str], distributions: tuple[str, ...] = ()
+    experiment: Experiment,
+    source: PlanSource,
+    sources: dict[str, str],
+    distributions: tuple[str, ...] = (),
+    files: dict[str, str] | None = None,
 ) -> Plan:
     """Build the plan of an already resolved experiment (pure).
 
     `distributions` (installed ones the custom code imports) are a property of
-    the machine, so they stay out of both fingerprints.
+    the machine, so they stay out of both fingerprints. `files` (input files'
+    digests) enter both, and only when there are any, so plans without them
+    keep the fingerprints earlier versions gave them.
     """
+    files = dict(sorted((files or {}).items()))
+    hashed_files = {"files": files} if files else {}
     dump = experiment.model_dump(mode="json", by_alias=True)
     classes = field_classes(experiment)
     seeds = derive_seeds(experiment)
     determinism = resolve_determinism(experiment)
     fingerprints = Fingerprints(
-        spec=digest({"format": FORMAT, "spec": dump, "sources": sources}),
+        spec=digest({"format": FORMAT, "spec": dump, "sources": sources, **hashed_files}),
         trajectory=digest(
             {
                 "format": FORMAT,
@@ -82,9 +91,11 @@ def assemble(
                 "seeds": seeds,
                 "determinism": determinism.trajectory_part(),
                 "sources": sources,
+                **hashed_files,
             }
         ),
         sources=sources,
+        files=files,
     )
     return Plan(
         spec=experiment,
@@ -110,8 +121,9 @@ def compile_spec(
     """Compile `experiment` (after dotted `overrides`) into a frozen, fingerprinted plan.
 
     Pure apart from reading the source files of `custom` targets and of the
-    local modules they import (never importing them); `search` lists folders
-    tried before `sys.path` for them.
+    local modules they import (never importing them), and the tokenizer's
+    files; `search` lists folders tried before `sys.path` for them, its first
+    being the spec's folder, against which relative paths resolve.
     """
     source = source or PlanSource()
     if overrides:
@@ -119,7 +131,9 @@ def compile_spec(
         source = source.model_copy(update={"overrides": (*source.overrides, *overrides)})
     resolved = resolve_spec(experiment)
     closure = _hash_sources(resolved, search, source.file)
-    return assemble(resolved, source, closure.sources, closure.distributions)
+    files = hash_input_files(resolved, Path(search[0]) if search else Path.cwd(), source.file)
+    distributions = tuple(sorted({*closure.distributions, *reader_distributions(resolved)}))
+    return assemble(resolved, source, closure.sources, distributions, files)
 
 
 def plan_spec(file: str | Path, overrides: Sequence[str] = ()) -> Plan:

@@ -52,6 +52,8 @@ class Fingerprints(_Frozen):
     sources: dict[str, str]
     """Dotted module name -> SHA-256 of its file, for every local module custom
     targets run: their own modules and the local modules those import."""
+    files: dict[str, str] = {}
+    """Spec key -> SHA-256 of the small input files it names (`data.tokenizer`)."""
 
 
 class Plan(_Frozen):
@@ -72,7 +74,8 @@ class Plan(_Frozen):
     """Every resolved spec field (dotted) -> trajectory or operational."""
     fingerprints: Fingerprints
     distributions: tuple[str, ...] = ()
-    """Installed distributions the custom code imports, by name. Not fingerprinted:
+    """Installed distributions the custom code imports, and those that read and
+    tokenize text data, by name. Not fingerprinted:
     which distribution provides a module belongs to the machine; the runtime
     records their versions in the environment class."""
 
@@ -115,7 +118,7 @@ class Plan(_Frozen):
             raise fail(f"not a valid plan: {where}: {first['msg']}") from None
         except (ValueError, json.JSONDecodeError) as err:
             raise fail(f"not valid JSON: {err}") from None
-        again = assemble(plan.spec, plan.source, plan.fingerprints.sources, plan.distributions)
+        again = assemble(plan.spec, plan.source, plan.fingerprints.sources, plan.distributions, plan.fingerprints.files)
         if again != plan:
             raise fail("does not match its own spec (edited by hand, or from another expspec version)")
         return plan

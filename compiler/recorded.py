@@ -182,6 +182,8 @@ def compare_recorded(recorded: dict[str, Any], plan: Plan) -> PlanComparison:
         "determinism.", _determinism(recorded.get("determinism")), _determinism(plan.determinism.trajectory_part())
     )
     trajectory += _pairs("sources.", old_sources, plan.fingerprints.sources)
+    old_files = _flat(_flat(recorded.get("fingerprints")).get("files"))
+    trajectory += _pairs("files.", old_files, plan.fingerprints.files)
 
     new_dump = plan.to_dict()
     parts: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from expspec.spec import Experiment
-from expspec.spec.data import CustomData, Digits, Npz, Synthetic, TextChars
-from expspec.spec.model import MLP, CustomModel, Transformer
+from expspec.spec.data import CustomData, Digits, Npz, Synthetic, TextChars, TextData
+from expspec.spec.model import MLP, CustomModel, Decoder, LoRA, Pretrained, Transformer
+
+from .decoder_config import ConfigError, DecoderConfig, read_hf_config
 
 __all__ = ["LeafShape", "StateShapes", "Unknown", "state_shapes"]
 
@@ -73,6 +75,7 @@ class _Linear:
 
     fan_in: int
     fan_out: int
+    bias: bool = True
 
 
 _Tree = dict[str, Any]
@@ -88,7 +91,7 @@ def state_shapes(experiment: Experiment, spec_dir: Path) -> StateShapes | Unknow
     data = _data(experiment, Path(spec_dir))
     if isinstance(data, Unknown):
         return data
-    tree = _mlp(model, data) if isinstance(model, MLP) else _transformer(model, data)
+    tree = _model_tree(model, data, Path(spec_dir))
     if isinstance(tree, Unknown):
         return tree
     dtype = experiment.train.param_dtype
@@ -97,9 +100,8 @@ def state_shapes(experiment: Experiment, spec_dir: Path) -> StateShapes | Unknow
     if model.lora is None:
         _flatten(tree, "", dtype, params)
     else:
-        targets, rank = set(model.lora.targets), model.lora.rank
-        if not _adapt(tree, "", dtype, targets, rank, params, frozen):
-            return Unknown(f"model.lora.targets {sorted(targets)} match no linear layer of the model")
+        if not _adapt(tree, "", dtype, model.lora, params, frozen):
+            return Unknown(f"model.lora.targets {list(model.lora.targets)} match no linear layer of the model")
     return StateShapes(tuple(sorted(params, key=_path)), tuple(sorted(frozen, key=_path)))
 
 
@@ -116,38 +118,80 @@ def _flatten(tree: _Tree, prefix: str, dtype: str, out: list[LeafShape]) -> None
         path = _leaf(prefix, name)
         if isinstance(node, _Linear):
             out.append(LeafShape(f"{path}/kernel", (node.fan_in, node.fan_out), dtype))
-            out.append(LeafShape(f"{path}/bias", (node.fan_out,), dtype))
+            if node.bias:
+                out.append(LeafShape(f"{path}/bias", (node.fan_out,), dtype))
         elif isinstance(node, tuple):
             out.append(LeafShape(path, node, dtype))
         else:
             _flatten(node, path, dtype, out)
 
 
-def _adapt(
-    tree: _Tree,
-    prefix: str,
-    dtype: str,
-    targets: set[str],
-    rank: int,
-    params: list[LeafShape],
-    frozen: list[LeafShape],
-) -> bool:
+def _adapt(tree: _Tree, prefix: str, dtype: str, lora: LoRA, params: list[LeafShape], frozen: list[LeafShape]) -> bool:
     """Split as `apply_lora` then `nnx.split(model, nnx.LoRAParam, ...)` do: a
     targeted Linear becomes `base` (frozen) plus `lora.lora_a`/`lora_b` (trained);
     everything else is frozen. Returns whether any layer was targeted."""
     matched = False
     for name, node in tree.items():
         path = _leaf(prefix, name)
-        if isinstance(node, _Linear) and name in targets:
+        if isinstance(node, _Linear) and lora.matches(path.replace("/", ".")):
             matched = True
             _flatten({"base": node}, path, dtype, frozen)
-            params.append(LeafShape(f"{path}/lora/lora_a", (node.fan_in, rank), dtype))
-            params.append(LeafShape(f"{path}/lora/lora_b", (rank, node.fan_out), dtype))
+            params.append(LeafShape(f"{path}/lora/lora_a", (node.fan_in, lora.rank), dtype))
+            params.append(LeafShape(f"{path}/lora/lora_b", (lora.rank, node.fan_out), dtype))
         elif isinstance(node, dict):
-            matched = _adapt(node, path, dtype, targets, rank, params, frozen) or matched
+            matched = _adapt(node, path, dtype, lora, params, frozen) or matched
         else:
             _flatten({name: node}, prefix, dtype, frozen)
     return matched
+
+
+def _model_tree(model: MLP | Transformer | Pretrained | Decoder, data: _Data, spec_dir: Path) -> _Tree | Unknown:
+    if isinstance(model, MLP):
+        return _mlp(model, data)
+    if isinstance(model, Transformer):
+        return _transformer(model, data)
+    if data.task != "lm":
+        return Unknown(f"model.kind '{model.kind}' needs a language-modelling dataset, got task '{data.task}'")
+    if isinstance(model, Decoder):
+        return _decoder(DecoderConfig.from_spec(model, data.vocab_size))
+    path = Path(model.path).expanduser()
+    try:
+        return _decoder(read_hf_config(path if path.is_absolute() else spec_dir / path))
+    except ConfigError as err:
+        return Unknown(f"model.path: {err}")
+
+
+def _decoder(cfg: DecoderConfig) -> _Tree:
+    """runtime/models/decoder.py: Hugging Face's module tree (`model.layers.0.self_attn.q_proj`)."""
+    d, heads, kv, hd = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+
+    def layer() -> _Tree:
+        attn: _Tree = {
+            "q_proj": _Linear(d, heads * hd, cfg.attention_bias),
+            "k_proj": _Linear(d, kv * hd, cfg.attention_bias),
+            "v_proj": _Linear(d, kv * hd, cfg.attention_bias),
+            "o_proj": _Linear(heads * hd, d, False),
+        }
+        if cfg.qk_norm:
+            attn.update(q_norm={"weight": (hd,)}, k_norm={"weight": (hd,)})
+        mlp = {
+            "gate_proj": _Linear(d, cfg.intermediate_size, False),
+            "up_proj": _Linear(d, cfg.intermediate_size, False),
+            "down_proj": _Linear(cfg.intermediate_size, d, False),
+        }
+        norms = {"input_layernorm": {"weight": (d,)}, "post_attention_layernorm": {"weight": (d,)}}
+        return {"self_attn": attn, "mlp": mlp, **norms}
+
+    tree: _Tree = {
+        "model": {
+            "embed_tokens": {"embedding": (cfg.vocab_size, d)},
+            "layers": {str(i): layer() for i in range(cfg.num_hidden_layers)},
+            "norm": {"weight": (d,)},
+        }
+    }
+    if not cfg.tie_word_embeddings:
+        tree["lm_head"] = _Linear(d, cfg.vocab_size, False)
+    return tree
 
 
 def _mlp(spec: MLP, data: _Data) -> _Tree | Unknown:
@@ -205,8 +249,31 @@ def _data(experiment: Experiment, spec_dir: Path) -> _Data | Unknown:
         return _Data(spec.task, spec.features, classes)
     if isinstance(spec, Npz):
         return _npz(spec, spec_dir)
+    if isinstance(spec, TextData):
+        return _text(spec, spec_dir)
     assert isinstance(spec, CustomData)
     return Unknown("custom data: the model's input and output sizes are known only when the run loads the data")
+
+
+def _text(spec: TextData, spec_dir: Path) -> _Data | Unknown:
+    """The vocabulary of a Hugging Face `tokenizer.json`, read as JSON: its largest token id
+    (model vocabulary or added tokens) plus one, as `runtime/data/tokenizer.py` counts it."""
+    import json
+
+    from .tokenizer_files import TokenizerNotFound, tokenizer_files
+
+    path = Path(spec.tokenizer).expanduser()
+    try:
+        main = tokenizer_files(path if path.is_absolute() else spec_dir / path)[0]
+        if main.suffix != ".json":
+            return Unknown("SentencePiece tokenizer: the vocabulary is known when the run loads it")
+        document = json.loads(main.read_text(encoding="utf-8"))
+        vocab = document["model"]["vocab"]
+        ids = list(vocab.values()) if isinstance(vocab, dict) else range(len(vocab))
+        ids = [*ids, *(token["id"] for token in document.get("added_tokens") or ())]
+        return _Data("lm", vocab_size=max(ids) + 1, seq_len=spec.seq_len)
+    except (TokenizerNotFound, OSError, ValueError, KeyError, TypeError) as err:
+        return Unknown(f"data.tokenizer cannot be read ({type(err).__name__}); `exp run` names the problem")
 
 
 def _npz(spec: Npz, spec_dir: Path) -> _Data | Unknown:

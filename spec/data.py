@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .fields import SpecModel, trajectory
+from .fields import SpecModel, operational, trajectory
 from .rules import rule_error
-from .types import Args, NonEmptyStr, Target
+from .types import Args, NonEmptyStr, PathList, Target
 
-__all__ = ["CustomData", "DataSpec", "Digits", "Npz", "Synthetic", "TextChars"]
+__all__ = ["CustomData", "DataSpec", "Digits", "Npz", "Synthetic", "TextChars", "TextData"]
 
 TestFraction = Annotated[float, Field(gt=0, lt=1)]
 
@@ -42,6 +42,66 @@ class TextChars(_Data):
     """Tokens per training window."""
     test_fraction: TestFraction = trajectory(0.1)
     """Share of the text (its tail) held out for evaluation."""
+
+
+class TextData(_Data):
+    """Your own corpus, tokenized: local files of any size, read memory-mapped.
+
+    Three record styles: plain text (`text_field`; every token is a target),
+    prompt/completion (`prompt_field` and `completion_field`; only completion
+    tokens are targets) and chat (`messages_field`, rendered with the
+    tokenizer's chat template; only assistant tokens are targets).
+    """
+
+    kind: Literal["text"] = trajectory()
+    """Data source."""
+    files: PathList = trajectory(path=True)
+    """Training files: a path, a glob (`data/*.jsonl`, `**` allowed) or a list of them, relative to the
+    spec file; read in sorted order. Their bytes are fingerprinted as the run's `data` input."""
+    format: Literal["auto", "jsonl", "parquet", "arrow", "text", "saved", "arrayrecord"] = trajectory("auto")
+    """File format; `auto` decides by suffix. `saved` is a folder written by `datasets`' `save_to_disk`;
+    `arrayrecord` records are UTF-8 JSON objects (or plain text documents)."""
+    sample_by: Literal["line", "paragraph", "document"] = trajectory("line")
+    """Plain text only: one document per line, per blank-line-separated paragraph, or per file."""
+    eval_files: PathList | None = trajectory(None, path=True)
+    """Held-out files (same format); without them `test_fraction` of the records is held out."""
+    test_fraction: TestFraction = trajectory(0.05)
+    """Share of the records held out for evaluation when `eval_files` is not given (drawn from the
+    `data.split` stream)."""
+    tokenizer: NonEmptyStr = trajectory(path=True)
+    """A Hugging Face `tokenizer.json`, a SentencePiece `*.model`, or a model folder holding one (and its
+    `tokenizer_config.json`: BOS/EOS/pad tokens and the chat template). Its bytes enter the trajectory
+    fingerprint."""
+    seq_len: int = trajectory(512, ge=2, le=1 << 20)
+    """Tokens per training row; longer documents are truncated."""
+    pack: bool = trajectory(False)
+    """Pack several documents into each row (segment ids keep them apart) instead of one per row."""
+    text_field: NonEmptyStr = trajectory("text")
+    """Record field holding a plain text document (plain text files call it `text`)."""
+    prompt_field: NonEmptyStr | None = trajectory(None)
+    """Record field holding the prompt (context only); set together with `completion_field`."""
+    completion_field: NonEmptyStr | None = trajectory(None)
+    """Record field holding the completion: the only tokens the loss counts."""
+    messages_field: NonEmptyStr | None = trajectory(None)
+    """Record field holding a chat: a list of `{role, content}`; only assistant turns are counted."""
+    prefetch: int = operational(4, ge=0, le=1024)
+    """Batches assembled ahead of the device in a background thread (0: on the loop thread)."""
+
+    @model_validator(mode="after")
+    def _one_record_style(self) -> TextData:
+        if (self.prompt_field is None) != (self.completion_field is None):
+            missing = "completion_field" if self.completion_field is None else "prompt_field"
+            raise rule_error(missing, "prompt_field and completion_field are set together")
+        if self.messages_field is not None and self.prompt_field is not None:
+            raise rule_error("messages_field", "a record is either chat or prompt/completion: unset data.prompt_field")
+        return self
+
+    @property
+    def style(self) -> Literal["text", "prompt_completion", "chat"]:
+        """Which record style the fields select."""
+        if self.messages_field is not None:
+            return "chat"
+        return "prompt_completion" if self.prompt_field is not None else "text"
 
 
 class Synthetic(_Data):
@@ -96,4 +156,4 @@ class CustomData(_Data):
     """Keyword arguments passed to the factory."""
 
 
-DataSpec = Annotated[Digits | TextChars | Synthetic | Npz | CustomData, Field(discriminator="kind")]
+DataSpec = Annotated[Digits | TextChars | TextData | Synthetic | Npz | CustomData, Field(discriminator="kind")]

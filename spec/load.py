@@ -55,16 +55,22 @@ def _rebase_paths(composed: Composed) -> None:
     carries one convention: relative to the main spec file.
     """
     main_folder = composed.main.path.parent
+
+    def rebase(value: Any, folder: Path) -> Any:
+        if not isinstance(value, str) or not value or os.path.isabs(value):
+            return value
+        return PurePosixPath(*Path(os.path.relpath(folder / value, main_folder)).parts).as_posix()
+
     for key in PATH_KEYS:
         value = _get(composed.data, key)
         origin = composed.sources.locate(key)
-        if not isinstance(value, str) or not value or origin is None or origin.folder == main_folder:
+        if value is None or origin is None or origin.folder == main_folder:
             continue
-        if os.path.isabs(value):
-            continue
-        rebased = os.path.relpath(origin.folder / value, main_folder)
         table = _get(composed.data, key[:-1])
-        table[key[-1]] = PurePosixPath(*Path(rebased).parts).as_posix()
+        # A path field holds one path or (data.files) a list of paths and globs.
+        table[key[-1]] = (
+            [rebase(v, origin.folder) for v in value] if isinstance(value, list) else rebase(value, origin.folder)
+        )
 
 
 def _validate(data: dict[str, Any], sources: SourceMap, file: str) -> Experiment:

@@ -35,6 +35,10 @@ class TrainSpec(SpecModel):
     """Compute dtype of activations."""
     param_dtype: DType = trajectory("float32")
     """Storage dtype of parameters and optimizer state."""
+    eval_generate: int = operational(0, ge=0, le=1 << 16)
+    """At each evaluation, also complete this many held-out prompts by greedy decoding and
+    report `exact_match`: the share whose completion is exactly the record's (prompt/completion
+    text data with a decoder model; 0: off)."""
 
 
 class CheckpointSpec(SpecModel):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, Strict, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConstraints
 
 __all__ = [
     "Args",
     "Fraction",
     "Name",
     "NonEmptyStr",
+    "PathList",
     "PositiveInt",
     "PositiveIntTuple",
     "Rate",
@@ -33,6 +34,16 @@ Rate = Annotated[float, Field(gt=0, le=1e3)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+PathList = Annotated[
+    tuple[NonEmptyStr, ...],
+    Strict(False),
+    BeforeValidator(
+        lambda value: (value,) if isinstance(value, str) else value, json_schema_input_type=str | list[str]
+    ),
+    Field(min_length=1),
+]
+"""One path or glob, or a list of them (TOML's `"a"` and `["a", "b"]` both work)."""
+
 Name = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),

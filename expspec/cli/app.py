@@ -8,7 +8,7 @@ import typer
 
 from expspec import __version__
 
-from . import audit, diff, launch, lock, plan, report, run, runs, schema, validate
+from . import audit, diff, export, launch, lock, plan, report, run, runs, sample, schema, validate
 from .help import ExamplesGroup
 
 app = typer.Typer(
@@ -52,3 +52,5 @@ app.command("lock", help=lock.HELP)(lock.command)
 app.command("diff", help=diff.HELP)(diff.command)
 app.command("runs", help=runs.HELP)(runs.command)
 app.command("report", help=report.HELP)(report.command)
+app.command("sample", help=sample.HELP)(sample.command)
+app.command("export", help=export.HELP)(export.command)

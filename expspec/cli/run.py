@@ -104,6 +104,12 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     as_json: JsonOpt = False,
     sweep: SweepOpt = None,
+    rehash_data: Annotated[
+        bool,
+        typer.Option(
+            "--rehash-data", help="Read the data files again for their fingerprint instead of the cached one."
+        ),
+    ] = False,
 ) -> None:
     allowed = tuple(allow_import or ())
     if sweep:
@@ -125,6 +131,7 @@ def command(
         stop_at=stop_at,
         allow_imports=allowed,
         progress="quiet" if quiet else "auto",
+        rehash_data=rehash_data,
     )
     target = run_dir if run_dir is not None else Path("runs") / plan.name
     began = time.time()

@@ -23,6 +23,7 @@ __all__ = [
     "DataContext",
     "DataError",
     "DataSource",
+    "close_source",
     "padded_batches",
     "read_bytes",
     "resolve_path",
@@ -47,6 +48,8 @@ class DataContext:
     """Relative data paths and custom modules resolve against the spec's folder."""
     allow_imports: tuple[str, ...] = ()
     """Module prefixes whose import (custom code) the caller allowed."""
+    rehash: bool = False
+    """Fingerprint data files by reading them again, not from the cache by file identity."""
 
 
 @runtime_checkable
@@ -97,6 +100,13 @@ class BatchOrder:
             return np.resize(perm, self.batch_size)
         start = within * self.batch_size
         return perm[start : start + self.batch_size]
+
+
+def close_source(source: DataSource) -> None:
+    """End a source's background work (a prefetch thread), if it has any, when an attempt ends."""
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
 
 
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from expspec.runtime.engine.hashing import full_hash
 from expspec.runtime.engine.layout import Layout, make_layout
 from expspec.runtime.engine.lora_base import BaseWeights, read_base
 from expspec.runtime.engine.optim import build_optimizer, build_schedule
+from expspec.runtime.engine.restored_tree import fit_restored
 from expspec.runtime.engine.step import ModelParts, Steps, make_steps
 from expspec.runtime.models import ModelError, apply_lora, build_model, trainable_filter
 from expspec.runtime.processes.cluster import Cluster
@@ -58,28 +59,10 @@ def saved_part(state: PyTree, save: str) -> PyTree:
     return state
 
 
-def _assign(template: Any, restored: Any, where: str) -> Any:
-    # Orbax restores lists as dicts keyed "0", "1", ...: look keys up either way.
-    if isinstance(template, dict):
-        if not isinstance(restored, dict):
-            raise ModelError(f"base checkpoint has no table at '{where}'")
-        out = {}
-        for key, value in template.items():
-            item = restored.get(key, restored.get(str(key)))
-            if item is None:
-                raise ModelError(f"base checkpoint lacks '{where}{key}'; was it saved from this model?")
-            out[key] = _assign(value, item, f"{where}{key}/")
-        return out
-    array = np.asarray(restored)
-    if array.shape != template.shape:
-        raise ModelError(f"base weight '{where[:-1]}' has shape {array.shape}, the model needs {template.shape}")
-    return array.astype(template.dtype)
-
-
 def _load_base_weights(model: nnx.Module, base: BaseWeights) -> str:
     """Put verified base parameters into `model`; return their full hash (as the model holds them)."""
     state = nnx.state(model, nnx.Param)
-    pure = _assign(state.to_pure_dict(), base.params, "")
+    pure = fit_restored(state.to_pure_dict(), base.params, ModelError, "base checkpoint")
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(model, state)
     digest = full_hash(pure)
@@ -91,12 +74,26 @@ def _load_base_weights(model: nnx.Module, base: BaseWeights) -> str:
     return digest
 
 
+def _check_generation(spec: Any, data: DataSource, model: nnx.Module) -> None:
+    """`train.eval_generate` completes held-out prompts: it needs prompt/completion text and a
+    model that decodes with a cache."""
+    if not spec.train.eval_generate:
+        return
+    if not hasattr(model, "decode") or not getattr(data, "eval_pairs", None) or not data.eval_pairs(1):
+        raise ModelError(
+            "train.eval_generate: needs a decoder model (kind pretrained, llama, qwen2, qwen3) and "
+            "prompt/completion text data (data.prompt_field, data.completion_field); set 0"
+        )
+
+
 def build_components(
     plan: Plan,
     spec_dir: Path,
     allow_imports: Sequence[str] = (),
     cluster: Cluster | None = None,
     base: BaseWeights | None = None,
+    *,
+    rehash_data: bool = False,
 ) -> Components:
     """Build data, model, optimizer and steps for `plan`; relative paths resolve against `spec_dir`.
 
@@ -105,7 +102,7 @@ def build_components(
     spec = plan.spec
     layout = make_layout(plan.mesh, cluster or Cluster(0, 1))  # refuses a mesh that does not fit, first
     check_batch(spec.data.batch_size, layout.sizes)
-    data = build_data(spec.data, plan.seeds, spec_dir, allow_imports)
+    data = build_data(spec.data, plan.seeds, spec_dir, allow_imports, rehash=rehash_data)
     model = build_model(
         spec.model,
         data.info,
@@ -123,6 +120,7 @@ def build_components(
             base_weights = _load_base_weights(model, base)
             base_checkpoint = base.checkpoint.record()
         model = apply_lora(model, lora, plan.seeds["lora"])
+    _check_generation(spec, data, model)
     graphdef, params, frozen = nnx.split(model, trainable_filter(spec.model), ...)
     parts = ModelParts(graphdef=graphdef, params=params, frozen=frozen)
 

@@ -22,6 +22,7 @@ from expspec.compiler import Plan
 from expspec.runtime.engine.build import Components, saved_part
 from expspec.runtime.engine.checkpoint import Checkpointer
 from expspec.runtime.engine.hashing import combine_fingerprints, full_hash, leaf_paths
+from expspec.runtime.engine.objectives import eval_means
 from expspec.runtime.engine.progress import ProgressReport
 from expspec.runtime.processes.cluster import agree_any
 from expspec.runtime.processes.signals import PreemptionGuard
@@ -182,11 +183,23 @@ class _Loop:
         if sums is None:
             return True
         host = {name: float(value) for name, value in jax.device_get(sums).items()}
-        total = host.pop("weight")
-        self.eval_metrics = {name: value / total for name, value in host.items()}
+        self.eval_metrics = eval_means(host, self.comps.data.info.task)
+        if self.plan.spec.train.eval_generate:
+            self.eval_metrics["exact_match"] = self.exact_match(state)
         self.rec.metrics.write({"step": step, "split": "eval", **self.eval_metrics, "time": time.time()})
         self.progress.note(f"eval at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in self.eval_metrics.items()))
         return True
+
+    def exact_match(self, state: Any) -> float:
+        """The share of the first `train.eval_generate` held-out prompts the model completes
+        exactly, by greedy decoding (a measure of what a fine-tune learned, not of the loss)."""
+        from expspec.runtime.generate import exact_match
+
+        data = self.comps.data
+        pairs = data.eval_pairs(self.plan.spec.train.eval_generate)
+        longest = max(len(data.tokenizer.encode(completion)) for _, completion in pairs)
+        model = self.comps.parts.merge(state["params"], state["frozen"])
+        return exact_match(model, data.tokenizer, pairs, max_new_tokens=longest + 1)
 
     def save(self, state: Any, step: int, *, force: bool) -> None:
         """Checkpoint `state` (the state after `step`) if the policy or `force` says so.

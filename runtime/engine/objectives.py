@@ -8,13 +8,14 @@ once gives the exact mean over all real examples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["METRICS", "loss_and_metrics", "means", "per_example", "weighted_sums"]
+__all__ = ["METRICS", "eval_means", "loss_and_metrics", "means", "per_example", "weighted_sums"]
 
 METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("loss", "accuracy"),
@@ -63,7 +64,21 @@ def weighted_sums(outputs: jax.Array, batch: Mapping[str, jax.Array], task: str)
 def means(sums: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     """Weighted means from (possibly accumulated) `weighted_sums`."""
     total = sums["weight"]
+    # A batch may hold no target at all (a prompt truncated to seq_len leaves no completion token):
+    # its means are 0, not NaN. Any positive total divides exactly as before.
+    total = jnp.where(total > 0, total, 1.0)
     return {name: value / total for name, value in sums.items() if name != "weight"}
+
+
+def eval_means(totals: Mapping[str, float], task: str) -> dict[str, float]:
+    """Evaluation metrics from summed `weighted_sums` on the host; a language model also
+    reports perplexity per token, exp of the mean token loss (not a mean itself, so it is
+    derived from the exact total rather than summed)."""
+    weight = totals["weight"]
+    metrics = {name: value / weight for name, value in totals.items() if name != "weight"}
+    if task == "lm":
+        metrics["perplexity"] = math.exp(min(metrics["loss"], 700.0))  # exp(709) is float64's largest
+    return metrics
 
 
 def loss_and_metrics(

@@ -10,6 +10,7 @@ from typing import Any
 from expspec import __version__
 from expspec.compiler import Plan
 from expspec.errors import BadInput
+from expspec.runtime.data import close_source
 from expspec.runtime.engine.build import Components, build_components, saved_part
 from expspec.runtime.engine.checkpoint import Checkpointer
 from expspec.runtime.engine.environment import environment_class
@@ -218,17 +219,25 @@ class Session:
             # Counted before any process of a cluster can record this attempt's start.
             number = attempts(read_jsonl(self.rundir.events, ignore_damage))
             comps = build_components(
-                self.plan, self.options.spec_dir, self.options.allow_imports, self.cluster, self.base
+                self.plan,
+                self.options.spec_dir,
+                self.options.allow_imports,
+                self.cluster,
+                self.base,
+                rehash_data=self.options.rehash_data,
             )
-            attempt = _Attempt(number, comps, compiled)
-            self._open_checkpoints(attempt)  # may refuse: nothing written yet
-            self._open_records()
-            attempt.point = self._resume_point(attempt)
-            done = self._already_complete(attempt)
-            if done is not None:
-                return done
-            notes = self._prepare(attempt)
-            return self._train(attempt, notes)
+            try:
+                attempt = _Attempt(number, comps, compiled)
+                self._open_checkpoints(attempt)  # may refuse: nothing written yet
+                self._open_records()
+                attempt.point = self._resume_point(attempt)
+                done = self._already_complete(attempt)
+                if done is not None:
+                    return done
+                notes = self._prepare(attempt)
+                return self._train(attempt, notes)
+            finally:
+                close_source(comps.data)
 
     def _open_checkpoints(self, attempt: _Attempt) -> None:
         """The checkpointer, when the plan saves; refuse checkpoints of another trajectory, data or base."""

@@ -20,10 +20,10 @@ from flax import nnx
 from jax import lax
 
 from expspec.runtime.engine.hashing import device_fingerprints
-from expspec.runtime.engine.objectives import METRICS, loss_and_metrics, weighted_sums
+from expspec.runtime.engine.objectives import METRICS, loss_and_metrics, means, weighted_sums
 from expspec.runtime.types import PyTree
 
-__all__ = ["ModelParts", "StepCompilations", "StepReport", "Steps", "make_steps"]
+__all__ = ["MODEL_INPUTS", "ModelParts", "StepCompilations", "StepReport", "Steps", "make_steps", "model_inputs"]
 
 TRAIN_STEPS = ("jit(train)", "jit(update)")
 """The names JAX reports for the two train steps below (`train` and its unhashed variant `update`)."""
@@ -38,6 +38,13 @@ class ModelParts:
     """Trainable variables (the template; values are replaced at trace time)."""
     frozen: nnx.State
     """Everything else (base weights under LoRA; empty otherwise)."""
+
+    def merge(self, params: PyTree, frozen: PyTree) -> nnx.Module:
+        """The model holding a train state's `params` and `frozen` values (pure dicts)."""
+        p, f = jax.tree.map(lambda x: x, self.params), jax.tree.map(lambda x: x, self.frozen)
+        nnx.replace_by_pure_dict(p, params)
+        nnx.replace_by_pure_dict(f, frozen)
+        return nnx.merge(self.graphdef, p, f)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,16 @@ class Steps:
     """A copy of a pytree on the device, which a later step's donation cannot overwrite."""
 
 
+MODEL_INPUTS = ("segments", "positions")
+"""Batch entries besides `x` that a model takes as keyword arguments when a source
+provides them (packed text rows); the others (`y`, `weight`) feed only the loss."""
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of the model call for `batch`."""
+    return {name: batch[name] for name in MODEL_INPUTS if name in batch}
+
+
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 """JAX's monitoring event for each executable it builds, with the function's name as `fun_name`."""
 
@@ -114,10 +131,17 @@ def make_steps(
         return nnx.merge(parts.graphdef, p, f)
 
     def loss_fn(params: PyTree, frozen: PyTree, batch: dict[str, Any], key: jax.Array):
-        outputs = model_of(params, frozen)(batch["x"], train=True, key=key)
+        outputs = model_of(params, frozen)(batch["x"], train=True, key=key, **model_inputs(batch))
         return loss_and_metrics(outputs, batch, task)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def summed_loss_fn(params: PyTree, frozen: PyTree, batch: dict[str, Any], key: jax.Array):
+        outputs = model_of(params, frozen)(batch["x"], train=True, key=key, **model_inputs(batch))
+        sums = weighted_sums(outputs, batch, task)
+        return sums["loss"], sums
+
+    summed_grad_fn = jax.value_and_grad(summed_loss_fn, has_aux=True)
 
     def gradients(params: PyTree, frozen: PyTree, batch: dict[str, Any], key: jax.Array):
         if grad_accum == 1:
@@ -127,16 +151,25 @@ def make_steps(
         def split(a: jax.Array) -> jax.Array:
             return a.reshape(grad_accum, a.shape[0] // grad_accum, *a.shape[1:])
 
+        # Per-token weights (text rows) put different numbers of targets in each micro-batch:
+        # the mean over all of them is then the summed loss over the summed weight, not a
+        # mean of micro-batch means. Rows weighed alike keep the mean of means.
+        per_token = batch.get("weight") is not None and batch["weight"].ndim > 1
+        fn = summed_grad_fn if per_token else grad_fn
+
         def micro(carry, xs):
             index, mb = xs
-            (_, metrics), grads = grad_fn(params, frozen, mb, jax.random.fold_in(key, index))
+            (_, metrics), grads = fn(params, frozen, mb, jax.random.fold_in(key, index))
             return jax.tree.map(jnp.add, carry, (grads, metrics)), None
 
         micro_batches = jax.tree.map(split, batch)
         first = jax.tree.map(lambda a: a[0], micro_batches)
-        (_, metric_shapes), grad_shapes = jax.eval_shape(grad_fn, params, frozen, first, key)
+        (_, metric_shapes), grad_shapes = jax.eval_shape(fn, params, frozen, first, key)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (grad_shapes, metric_shapes))
         (grads, metrics), _ = jax.lax.scan(micro, zeros, (jnp.arange(grad_accum), micro_batches))
+        if per_token:
+            total = jnp.where(metrics["weight"] > 0, metrics["weight"], 1.0)
+            return jax.tree.map(lambda g: g / total, grads), means(metrics)
         return jax.tree.map(lambda g: g / grad_accum, (grads, metrics))
 
     dropout_root = jax.random.key(dropout_seed)
@@ -162,7 +195,7 @@ def make_steps(
         return new, jnp.concatenate([metrics, fps["params"].reshape(-1), fps["opt"].reshape(-1)])
 
     def evaluate(state: PyTree, batch: dict[str, Any]) -> dict[str, jax.Array]:
-        outputs = model_of(state["params"], state["frozen"])(batch["x"], train=False, key=None)
+        outputs = model_of(state["params"], state["frozen"])(batch["x"], train=False, key=None, **model_inputs(batch))
         return weighted_sums(outputs, batch, task)
 
     out = (state_shardings, replicated)

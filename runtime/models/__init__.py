@@ -38,7 +38,15 @@ __all__ = [
 Builder = Callable[..., nnx.Module]
 
 MODEL_BUILDERS: Registry[Builder] = Registry(
-    "model.kind", ModelError, {"mlp": build_mlp, "transformer": build_transformer, "custom": build_custom}
+    "model.kind",
+    ModelError,
+    {
+        "mlp": build_mlp,
+        "transformer": build_transformer,
+        "custom": build_custom,
+        "pretrained": "expspec.runtime.models.pretrained:build_pretrained",
+        **{family: "expspec.runtime.models.decoder:build_decoder" for family in ("llama", "qwen2", "qwen3")},
+    },
 )
 """`model.kind` -> `builder(spec, info, ctx: BuildContext) -> nnx.Module`."""
 

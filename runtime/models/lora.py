@@ -26,7 +26,7 @@ class LoRALinear(nnx.Module):
     at zero, so at initialisation the layer equals its base.
     """
 
-    def __init__(self, base: nnx.Linear, rank: int, alpha: float, *, rngs: nnx.Rngs) -> None:
+    def __init__(self, base: nnx.Linear, rank: int, alpha: float, *, rngs: nnx.Rngs, dropout: float = 0.0) -> None:
         self.base = base
         self.lora = nnx.LoRA(
             base.in_features,
@@ -37,9 +37,14 @@ class LoRALinear(nnx.Module):
             rngs=rngs,
         )
         self.scale = float(alpha) / rank
+        self.dropout = nnx.Dropout(dropout)
+        self.rate = float(dropout)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.base(x) + self.scale * self.lora(x)
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """`key`: the dropout key of this site during training (None: no dropout), as a model
+        that passes keys to its projections gives it; the base path never drops."""
+        adapter_input = x if key is None or not self.rate else self.dropout(x, deterministic=False, rngs=key)
+        return self.base(x) + self.scale * self.lora(adapter_input)
 
 
 def _path_key(path: tuple) -> tuple[str, ...]:
@@ -53,18 +58,23 @@ def apply_lora(model: nnx.Module, lora: LoRA, seed: int) -> nnx.Module:
     model, targets and seed always give the same adapters. A Linear reachable
     under several names gets one shared adapter, preserving the sharing.
     """
-    targets = set(lora.targets)
     matches: list[tuple[tuple[str, ...], nnx.Module, str, nnx.Linear]] = []
+    linears: list[str] = []
     for path, parent in nnx.iter_modules(model):
         if isinstance(parent, LoRALinear):
             continue  # already adapted; its `base` must not be wrapped again
         for name, value in list(vars(parent).items()):
-            if name in targets and isinstance(value, nnx.Linear):
-                matches.append((_path_key(path) + (name,), parent, name, value))
+            if isinstance(value, nnx.Linear):
+                where = _path_key(path) + (name,)
+                linears.append(".".join(where))
+                if lora.matches(".".join(where)):
+                    matches.append((where, parent, name, value))
     if not matches:
+        names = ", ".join(sorted({path.rpartition(".")[2] for path in linears}))
+        example = max(linears, key=len, default="")
         raise ModelError(
-            f"model.lora.targets {sorted(targets)} match no nnx.Linear layer of the model "
-            "(targets are attribute names such as 'query')"
+            f"model.lora.targets {list(lora.targets)} match no nnx.Linear layer of the model "
+            f"(its layer names: {names}; a target is a name, or 're:' + a pattern over paths like '{example}')"
         )
     matches.sort(key=lambda m: m[0])
     root = jax.random.fold_in(jax.random.key(seed), _LORA_DOMAIN)
@@ -72,6 +82,6 @@ def apply_lora(model: nnx.Module, lora: LoRA, seed: int) -> nnx.Module:
     for index, (_, parent, name, linear) in enumerate(matches):
         if id(linear) not in adapters:
             rngs = nnx.Rngs(params=jax.random.fold_in(root, index))
-            adapters[id(linear)] = LoRALinear(linear, lora.rank, lora.alpha, rngs=rngs)
+            adapters[id(linear)] = LoRALinear(linear, lora.rank, lora.alpha, rngs=rngs, dropout=lora.dropout)
         setattr(parent, name, adapters[id(linear)])
     return model

@@ -37,7 +37,9 @@ class CausalSelfAttention(nnx.Module):
         self.dropout = nnx.Dropout(dropout)
         self.heads = heads
 
-    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool, key: jax.Array | None, segments: jax.Array | None = None
+    ) -> jax.Array:
         b, t, d = x.shape
         h = self.heads
 
@@ -49,8 +51,10 @@ class CausalSelfAttention(nnx.Module):
         # safe (and the softmax only accurate) at full precision.
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         scores = scores / math.sqrt(d // h)
-        causal = jnp.tril(jnp.ones((t, t), dtype=bool))
-        scores = jnp.where(causal, scores, jnp.finfo(jnp.float32).min)
+        allowed = jnp.tril(jnp.ones((t, t), dtype=bool))[None, None]
+        if segments is not None:  # packed rows: a token sees only earlier tokens of its own document
+            allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
+        scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(scores, axis=-1)
         weights = self.dropout(weights, deterministic=not train, rngs=key)
         mixed = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
@@ -82,9 +86,11 @@ class Block(nnx.Module):
         self.ff_dropout = nnx.Dropout(dropout)
         self.activation = activation
 
-    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool, key: jax.Array | None, segments: jax.Array | None = None
+    ) -> jax.Array:
         det = not train
-        a = self.attn(self.ln1(x), train=train, key=layer_key(key, _ATTN_WEIGHTS))
+        a = self.attn(self.ln1(x), train=train, key=layer_key(key, _ATTN_WEIGHTS), segments=segments)
         x = x + self.attn_dropout(a, deterministic=det, rngs=layer_key(key, _ATTN_RESIDUAL))
         f = self.ff_out(ACTIVATIONS[self.activation](self.ff_in(self.ln2(x))))
         return x + self.ff_dropout(f, deterministic=det, rngs=layer_key(key, _FF_RESIDUAL))
@@ -106,14 +112,25 @@ class TransformerLM(nnx.Module):
         self.max_len = spec.max_len
         self.rate = float(spec.dropout)
 
-    def __call__(self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        segments: jax.Array | None = None,
+        positions: jax.Array | None = None,
+    ) -> jax.Array:
+        """Logits for tokens `x` [B, T]. Packed rows pass `segments` (document number per
+        token, 0 for padding) and `positions` (restarting at 0 in each document), so each
+        document is modelled as if it were alone in its row."""
         require_key(train, key, self.rate)
         t = x.shape[-1]
         if t > self.max_len:
             raise ValueError(f"sequence of {t} tokens exceeds model.max_len {self.max_len}")
-        h = self.tok_embed(x) + self.pos_embed(jnp.arange(t))
+        h = self.tok_embed(x) + self.pos_embed(jnp.arange(t) if positions is None else positions)
         for i, block in enumerate(self.blocks):
-            h = block(h, train=train, key=layer_key(key, i))
+            h = block(h, train=train, key=layer_key(key, i), segments=segments)
         return self.head(self.ln_f(h))
 
 

@@ -40,6 +40,8 @@ class RunOptions:
     progress: Literal["auto", "bar", "lines", "quiet"] = "auto"
     compilation_cache: Path | None = field(default=None)
     """Persistent XLA compilation cache; None uses `$EXP_CACHE_DIR` or `~/.cache/expspec/xla`."""
+    rehash_data: bool = False
+    """Read every data file again for its fingerprint instead of trusting the cache by file identity."""
 
 
 @dataclass

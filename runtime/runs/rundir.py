@@ -11,12 +11,11 @@ byte by byte: equal math continues as an upgrade, which keeps the old plan as
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expspec.atomic_files import write_atomic
 from expspec.compiler import Plan, PlanError
 from expspec.compiler.recorded import PlanComparison, compare_recorded, read_recorded
 from expspec.errors import BadInput
@@ -32,21 +31,7 @@ class RunRefused(BadInput):
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one."""
-    _write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, [(json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")])
 
 
 def operational_changes(before: Plan, after: Plan) -> dict[str, list[Any]]:
@@ -89,7 +74,7 @@ class RunDir(RunFiles):
                 return path
         number = int(kept[-1].name.split(".")[1]) + 1 if kept else 1
         path = self.kept_plan(number)
-        _write_atomic(path, text)
+        write_atomic(path, [text])
         return path
 
     def checkpoints(self, plan: Plan, spec_dir: Path) -> Path:

@@ -138,11 +138,11 @@ def test_key_renamed_to_a_near_miss(tmp_path, cwd):
         ),
         (
             ('kind = "mlp"', 'kind = "MLP"'),
-            ":4: model.kind: unknown kind; expected one of 'mlp', 'transformer', 'custom' (got \"MLP\")",
+            ":4: model.kind: unknown kind; expected one of 'mlp', 'transformer', 'pretrained', 'llama', 'qwen2', 'qwen3', 'custom' (got \"MLP\")",
         ),
         (
             ('kind = "sklearn_digits"', 'kind = "adam"'),
-            ":7: data.kind: unknown kind; expected one of 'sklearn_digits', 'text_chars', 'synthetic', 'npz', "
+            ":7: data.kind: unknown kind; expected one of 'sklearn_digits', 'text_chars', 'text', 'synthetic', 'npz', "
             "'custom' (got \"adam\")",
         ),
         (("[train]", "[[train]]"), ':9: train: must be a table (got [{"steps": 10}])'),

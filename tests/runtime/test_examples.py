@@ -109,3 +109,25 @@ def test_custom_example_runs_only_with_allowance(tmp_path):
     summary = run_json(str(spec), "--allow-import", "lab", "--run-dir", str(tmp_path))
     assert summary["outcome"] == "finished"
     assert summary["eval"]["mse"] < 0.25  # sin(3x) has variance 0.5; an untrained model does not get here
+
+
+SFT = EXAMPLES / "sft_task.toml"
+TEXT_LM = EXAMPLES / "text_lm.toml"
+
+
+def test_sft_example_learns_the_completions_far_below_the_uniform_baseline(tmp_path):
+    # The loss counts completion tokens only; guessing uniformly over the vocabulary costs ln(V).
+    vocab = build_data(plan_spec(SFT).spec.data, plan_spec(SFT).seeds, SFT.parent).info.vocab_size
+    summary = run_json(str(SFT), "train.steps=200", "train.eval_every=0", "--run-dir", str(tmp_path))
+    assert summary["eval"]["loss"] < 0.35 * np.log(vocab), (summary["eval"], vocab)
+    assert summary["eval"]["perplexity"] == pytest.approx(np.exp(summary["eval"]["loss"]))
+
+
+def test_packed_text_example_resumes_onto_the_same_bits(tmp_path):
+    small = ("model.d_model=32", "model.d_ff=64", "model.max_len=32", "data.seq_len=32", "train.eval_every=0")
+    straight = run_json(str(TEXT_LM), *small, "train.steps=6", "--run-dir", str(tmp_path / "straight"))
+    first = exp("run", str(TEXT_LM), *small, "train.steps=6", "--stop-at", "3", "--run-dir", str(tmp_path / "resumed"))
+    assert first.returncode == 0, first.stderr
+    resumed = run_json(str(TEXT_LM), *small, "train.steps=6", "--run-dir", str(tmp_path / "resumed"))
+    assert resumed["full_hash"] == straight["full_hash"]
+    assert ledger(tmp_path / "resumed") == ledger(tmp_path / "straight")

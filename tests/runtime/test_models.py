@@ -173,7 +173,7 @@ def test_transformer_is_causal(lm_model):
 
 
 def test_registry_has_every_kind():
-    assert set(MODEL_BUILDERS) == {"mlp", "transformer", "custom"}
+    assert set(MODEL_BUILDERS) == {"mlp", "transformer", "custom", "pretrained", "llama", "qwen2", "qwen3"}
 
 
 # -- LoRA ---------------------------------------------------------------------

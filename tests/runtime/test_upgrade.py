@@ -69,7 +69,7 @@ def test_a_plan_recorded_before_a_part_and_a_field_existed_resumes_as_an_upgrade
     assert (result["outcome"], result["step"]) == ("finished", 6)
     (upgrade,) = [e for e in events(run) if e["event"] == "upgrade"]
     assert "mesh" in upgrade["reason"] and upgrade["parts"]["added"] == ["mesh"]
-    assert upgrade["added"] == {"logging.tensorboard": False}
+    assert upgrade["added"] == {"logging.tensorboard": False, "train.eval_generate": 0}
     assert upgrade["to"]["trajectory"] == upgrade["from"]["trajectory"]
     assert upgrade["kept"] == "plan.1.json" and (run / "plan.1.json").read_bytes() == recorded  # never lost
     assert Plan.from_json((run / "plan.json").read_bytes()).name == "digits-fixture"
@@ -94,7 +94,7 @@ def test_another_fingerprint_recipe_is_accepted_when_every_input_is_equal(tmp_pa
     (upgrade,) = [e for e in events(run) if e["event"] == "upgrade"]
     assert (upgrade["from"]["format"], upgrade["from"]["trajectory"]) == (0, FAKE)
     assert upgrade["to"]["format"] == 1 and upgrade["to"]["trajectory"] != FAKE
-    assert upgrade["added"] == {"train.grad_accum": 1}
+    assert upgrade["added"] == {"train.grad_accum": 1, "train.eval_generate": 0}
     assert_bitwise(run, result["full_hash"], fresh)
 
 

@@ -49,7 +49,7 @@ def test_missing_section_names_the_file(write_spec):
 def test_unknown_kind_lists_the_choices(write_spec):
     spec = write_spec(MINIMAL.replace('kind = "mlp"', 'kind = "cnn"'))
     assert problems(spec) == [
-        f"{spec}:4: model.kind: unknown kind; expected one of 'mlp', 'transformer', 'custom' (got \"cnn\")"
+        f"{spec}:4: model.kind: unknown kind; expected one of 'mlp', 'transformer', 'pretrained', 'llama', 'qwen2', 'qwen3', 'custom' (got \"cnn\")"
     ]
 
 

@@ -50,7 +50,15 @@ def test_walk_reaches_every_section_variant():
 
 
 def test_path_fields_are_the_ones_holding_files():
-    assert set(PATH_KEYS) == {("data", "path"), ("model", "lora", "init_from"), ("checkpoint", "dir")}
+    assert set(PATH_KEYS) == {
+        ("data", "path"),
+        ("data", "files"),
+        ("data", "eval_files"),
+        ("data", "tokenizer"),
+        ("model", "path"),
+        ("model", "lora", "init_from"),
+        ("checkpoint", "dir"),
+    }
     assert all(is_path_field(info) for path, info, _ in ALL_FIELDS if path in PATH_KEYS)
 
 
