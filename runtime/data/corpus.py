@@ -30,7 +30,7 @@ from expspec.runtime.data.corpus_parts import (
     load_arrow_part,
     one_line,
 )
-from expspec.runtime.data.mapped_pages import release_mapped_pages
+from expspec.runtime.mapped_pages import release_mapped_pages
 
 __all__ = ["FORMATS", "Records", "detect_format", "expand_files", "open_records"]
 

@@ -120,6 +120,8 @@ def load_hf_weights(model: nnx.Module, folder: Path, place: Place | None = None)
             # A private, writable, C-ordered copy: a device buffer may alias it (and donation write to it),
             # which must never be the read-only file mapping.
             param.set_value(place(path, np.array(array, dtype=dtype, order="C")))
+            del array
+            files.release_pages()
 
 
 def hf_state(model: nnx.Module) -> dict[str, np.ndarray]:

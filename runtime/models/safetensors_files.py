@@ -22,6 +22,7 @@ import ml_dtypes
 import numpy as np
 
 from expspec.atomic_files import write_atomic
+from expspec.runtime.mapped_pages import release_mapped_pages
 from expspec.runtime.models.common import ModelError
 
 __all__ = ["SafetensorsFolder", "WeightFileError", "weight_files", "write_safetensors", "write_sharded"]
@@ -131,6 +132,11 @@ class SafetensorsFolder:
             except (OSError, ValueError) as err:
                 raise WeightFileError(f"{path}: cannot map: {err}") from None
         return self._maps[path][begin:end].view(_DTYPES[code]).reshape(shape)
+
+    def release_pages(self) -> None:
+        """Hand back the resident pages of the mapped files: a tensor read once (copied to its
+        device) must not stay counted in RSS beside its copy, or loading costs twice the weights."""
+        release_mapped_pages([str(Path(path).resolve()) for path in self._maps])
 
     def close(self) -> None:
         """Drop this object's mappings; arrays already returned keep theirs alive."""

@@ -1,4 +1,4 @@
-"""Give back the resident pages of memory-mapped corpus files without unmapping them.
+"""Give back the resident pages of memory-mapped files (corpora, weights) without unmapping them.
 
 Reading a memory-mapped Arrow file leaves every touched page (and the kernel's
 fault-around neighbours) counted in the process's RSS as file-backed memory.
