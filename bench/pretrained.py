@@ -1,4 +1,4 @@
-"""Issue 18: fine-tuning a pretrained folder against a hand-written loop, and the memory of loading one.
+"""Fine-tuning a pretrained folder against a hand-written loop, and the memory of loading one.
 
     python bench/pretrained.py --json out.json                          # about 8 minutes on 2 busy cores
     python bench/pretrained.py --first 10 --last 30 --load-mb 4 --repeats 1   # a smoke run
@@ -65,7 +65,7 @@ STATUS_KEYS = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
 SPEED_TARGET = 0.95
 """The pass mark of P1 (`exp run` against the hand-written loop), kept for the same comparison here."""
 LOAD_TARGET = 1.5
-"""Issue 18: loading must stay under 1.5x the weights' size in the run's dtype."""
+"""Loading must stay under 1.5x the weights' size in the run's dtype."""
 
 
 def decoder_config(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int) -> Any:

@@ -1,4 +1,4 @@
-"""Issue 17: the text-data path on a generated corpus of 1 GiB against one of 10 MiB.
+"""The text-data path on a generated corpus of 1 GiB against one of 10 MiB.
 
     python bench/text_data.py --json out.json            # 1 GiB and 10 MiB, about 2 minutes on 2 cores
     python bench/text_data.py --size-mb 2 --small-mb 1   # a smoke run

@@ -1,4 +1,4 @@
-"""The pretrained-model bench (issue 18) runs at a tiny size and reports ratios of its own measurements."""
+"""The pretrained-model bench runs at a tiny size and reports ratios of its own measurements."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import statistics
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_pretrained_bench_reports_each_figure_as_a_ratio_of_its_own_run(tmp_path):
     out, scratch, user_cache = tmp_path / "pretrained.json", tmp_path / "tmp", tmp_path / "user-cache"
     scratch.mkdir()

@@ -1,4 +1,4 @@
-"""The text-data bench (issue 17) runs at a tiny size and reports ratios of its own measurements."""
+"""The text-data bench runs at a tiny size and reports ratios of its own measurements."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_text_data_bench_reports_each_figure_as_a_ratio_of_its_own_run(tmp_path):
     out, scratch, user_cache = tmp_path / "text.json", tmp_path / "tmp", tmp_path / "user-cache"
     scratch.mkdir()

@@ -115,7 +115,7 @@ def test_fsdp_over_two_devices_trains_the_same_fine_tune(tmp_path, monkeypatch):
     assert any("frozen" in path and "embed_tokens" in path for path in sharded)  # the base weights are split
 
 
-@pytest.mark.parametrize("cut", ["--stop-at", "--kill"])
+@pytest.mark.parametrize("cut", ["--stop-at", pytest.param("--kill", marks=pytest.mark.slow)])
 def test_the_audit_proves_the_fine_tune_and_the_lock_records_the_base(tmp_path, cut):
     spec = _spec(tmp_path)
     flags = ["--kill"] if cut == "--kill" else []
