@@ -7,13 +7,16 @@ time means little, a ratio measured side by side does.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,3 +134,44 @@ def rate_between(records: list[dict[str, Any]], first: int, last: int) -> float:
     if missing:
         raise ValueError(f"no metrics record at step(s) {missing}; log_every must divide them")
     return (last - first) / (at[last] - at[first])
+
+
+def format_value(value: float, unit: str) -> str:
+    """A figure in its unit, scaled for reading."""
+    if unit == "bytes":
+        return f"{value / 2**20:.1f} MiB"
+    if unit == "bytes/s":
+        return f"{value / 1e9:.2f} GB/s"
+    if unit == "s/step":
+        return f"{value * 1e3:.3f} ms"
+    if unit == "s":
+        return f"{value:.3f} s"
+    return f"{value:.2f} {unit}"
+
+
+def table(rows: Sequence[Row], note: Callable[[Row], str | None] = lambda row: None) -> str:
+    """The rows as a plain-text table, each followed by its `note` line if it has one."""
+    width = max([len("measure"), *(len(row.measure) for row in rows)])
+    lines = [f"{'id':<4} {'measure':<{width}} {'value':>12} {'baseline':>12} {'ratio':>7}  {'target':<7} met"]
+    for row in rows:
+        met = {True: "yes", False: "NO", None: "-"}[row.met]
+        lines.append(
+            f"{row.id:<4} {row.measure:<{width}} {format_value(row.value, row.unit):>12} "
+            f"{format_value(row.baseline, row.unit):>12} {row.ratio:>7.3f}  {row.target:<7} {met}"
+        )
+        extra = note(row)
+        if extra:
+            lines.append(f"{'':<4} {extra}")
+    return "\n".join(lines)
+
+
+def write_report(path: Path, script: str, rows: Sequence[Row], seconds: Any, **extra: Any) -> None:
+    """The JSON report every bench writes: its command, the machine, the time and the rows."""
+    report = {
+        "command": " ".join(["python", script, *sys.argv[1:]]),
+        **extra,
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
+        "seconds": seconds,
+        "rows": [row.to_dict() for row in rows],
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")

@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -48,7 +47,9 @@ from common import (
     run_events,
     run_process,
     scratch,
+    table,
     train_records,
+    write_report,
 )
 
 from expspec.runtime.processes.child_command import exp_run_argv
@@ -338,22 +339,9 @@ def measure_loading(work: Path, env: dict[str, str], load_mb: float, repeats: in
     return rows
 
 
-def _fmt(value: float, unit: str) -> str:
-    return f"{value / 2**20:.1f} MiB" if unit == "bytes" else f"{value:.2f} {unit}"
-
-
-def table(rows: list[Row]) -> str:
-    lines = [f"{'id':<3} {'measure':<52} {'value':>12} {'baseline':>12} {'ratio':>7}  {'target':<7} met"]
-    for row in rows:
-        met = {True: "yes", False: "NO", None: "-"}[row.met]
-        lines.append(
-            f"{row.id:<3} {row.measure:<52} {_fmt(row.value, row.unit):>12} {_fmt(row.baseline, row.unit):>12} "
-            f"{row.ratio:>7.3f}  {row.target:<7} {met}"
-        )
-        if "tokens_per_s" in row.notes:
-            n = row.notes
-            lines.append(f"{'':<3}   tokens/s {n['tokens_per_s']:.0f} against {n['baseline_tokens_per_s']:.0f}")
-    return "\n".join(lines)
+def _tokens(row: Row) -> str | None:
+    n = row.notes
+    return f"tokens/s {n['tokens_per_s']:.0f} against {n['baseline_tokens_per_s']:.0f}" if "tokens_per_s" in n else None
 
 
 def main() -> None:
@@ -380,16 +368,10 @@ def main() -> None:
         print("[L1, L2 measured]", file=sys.stderr, flush=True)
         rows += measure_loading(work, env, args.load_mb, args.repeats)
     total = time.perf_counter() - start
-    print(table(rows))
+    print(table(rows, _tokens))
     print(f"\n{len(rows)} figures in {total:.0f} s")
     if args.json:
-        report = {
-            "command": " ".join(["python", "bench/pretrained.py", *sys.argv[1:]]),
-            "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
-            "seconds": total,
-            "rows": [row.to_dict() for row in rows],
-        }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(args.json, "bench/pretrained.py", rows, total)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,7 @@ import resume_start  # noqa: E402
 import scale_out  # noqa: E402
 import throttle_sweep  # noqa: E402
 import throughput  # noqa: E402
-from common import ROOT, Row, at_most  # noqa: E402
+from common import ROOT, Row, at_most, table, write_report  # noqa: E402
 
 
 def _script_json(script: str, *args: str) -> dict:
@@ -82,29 +80,6 @@ GROUPS = {"P2": "P1", "P5": "P1", "P9": "P1"}
 """Figures measured by another benchmark's runs."""
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit == "bytes":
-        return f"{value / 2**20:.0f} MiB"
-    if unit == "bytes/s":
-        return f"{value / 1e9:.2f} GB/s"
-    if unit == "s/step":
-        return f"{value * 1e3:.3f} ms"
-    if unit == "s":
-        return f"{value:.3f} s"
-    return f"{value:.1f} {unit}"
-
-
-def table(rows: list[Row]) -> str:
-    lines = [f"{'id':<4} {'measure':<48} {'value':>12} {'baseline':>12} {'ratio':>7}  {'target':<7} met"]
-    for row in rows:
-        met = {True: "yes", False: "NO", None: "-"}[row.met]
-        lines.append(
-            f"{row.id:<4} {row.measure:<48} {_fmt(row.value, row.unit):>12} {_fmt(row.baseline, row.unit):>12} "
-            f"{row.ratio:>7.3f}  {row.target:<7} {met}"
-        )
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows and few repeats (< 7 min on 2 cores)")
@@ -128,14 +103,7 @@ def main() -> None:
     print(table(rows))
     total = time.perf_counter() - start
     print(f"\n{len(rows)} figures in {total:.0f} s ({'quick' if args.quick else 'full'})")
-    report = {
-        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
-        "mode": "quick" if args.quick else "full",
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
-        "seconds": {"total": total, **seconds},
-        "rows": [row.to_dict() for row in rows],
-    }
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, "bench/run.py", rows, {"total": total, **seconds}, mode="quick" if args.quick else "full")
 
 
 if __name__ == "__main__":

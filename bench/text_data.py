@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -34,7 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import EXAMPLES, Row, at_least, at_most, median, rate_between, run_process, scratch, train_records
+from common import (
+    EXAMPLES,
+    Row,
+    at_least,
+    at_most,
+    median,
+    rate_between,
+    run_process,
+    scratch,
+    table,
+    train_records,
+    write_report,
+)
 
 from expspec.runtime.processes.child_command import exp_run_argv
 
@@ -240,27 +251,6 @@ def _mb(nbytes: float) -> str:
     return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.0f} MB"
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit == "bytes":
-        return f"{value / 2**20:.0f} MiB"
-    if unit == "bytes/s":
-        return f"{value / 1e9:.2f} GB/s"
-    if unit == "s":
-        return f"{value:.3f} s"
-    return f"{value:.1f} {unit}"
-
-
-def table(rows: list[Row]) -> str:
-    lines = [f"{'id':<3} {'measure':<44} {'value':>12} {'baseline':>12} {'ratio':>8}  {'target':<7} met"]
-    for row in rows:
-        met = {True: "yes", False: "NO", None: "-"}[row.met]
-        lines.append(
-            f"{row.id:<3} {row.measure:<44} {_fmt(row.value, row.unit):>12} {_fmt(row.baseline, row.unit):>12} "
-            f"{row.ratio:>8.4f}  {row.target:<7} {met}"
-        )
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=float, default=1024, help="size of the large corpus in MiB (default 1024)")
@@ -284,13 +274,7 @@ def main() -> None:
     print(table(rows))
     print(f"\n{len(rows)} figures in {total:.0f} s")
     if args.json:
-        report = {
-            "command": " ".join(["python", "bench/text_data.py", *sys.argv[1:]]),
-            "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
-            "seconds": total,
-            "rows": [row.to_dict() for row in rows],
-        }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(args.json, "bench/text_data.py", rows, total)
 
 
 if __name__ == "__main__":
