@@ -177,7 +177,7 @@ def exact_match(
     """
     if not examples:
         return 0.0
-    bos = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
+    bos = tokenizer.bos_prefix
     hits = 0
     for begin in range(0, len(examples), batch_size):
         chunk = examples[begin : begin + batch_size]
@@ -243,7 +243,7 @@ def sample_run(
             f"{run_dir}: data.kind '{trained.plan.spec.data.kind}' has no tokenizer to read a prompt with"
         )
     tokenizer = load_tokenizer(trained.tokenizer_path)
-    bos = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
+    bos = tokenizer.bos_prefix
     prompt_tokens = bos + tokenizer.encode(prompt)
     if not prompt_tokens:
         raise SampleError("--prompt: empty, and the tokenizer adds no BOS to start from; give some text")

@@ -99,9 +99,9 @@ def _assemble(tok: Tokenizer, pieces: list[tuple[str, float]], *, eos: bool, bos
     pieces = [(text, weight) for text, weight in pieces if text]
     tokens: list[int] = []
     weights: list[float] = []
-    if bos and tok.add_bos and tok.bos_id is not None:
-        tokens.append(tok.bos_id)
-        weights.append(0.0)
+    if bos:
+        tokens += tok.bos_prefix
+        weights += [0.0] * len(tok.bos_prefix)
     for ids, (_, weight) in zip(tok.encode_parts([text for text, _ in pieces]), pieces, strict=True):
         tokens += ids
         weights += [weight] * len(ids)

@@ -60,6 +60,12 @@ class Tokenizer:
         """False when tokenizer_config.json says `add_bos_token: false`: the model was trained without BOS."""
         self._codec = codec
 
+    @property
+    def bos_prefix(self) -> list[int]:
+        """What starts every sequence: `[bos_id]`, or nothing when the tokenizer has no BOS or
+        its config says the model was trained without one."""
+        return [self.bos_id] if self.add_bos and self.bos_id is not None else []
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, no BOS/EOS added; special-token strings become their single ids."""
         return self._codec.encode([text], [True])[0]

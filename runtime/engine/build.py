@@ -25,6 +25,7 @@ from expspec.runtime.models import ModelError, apply_lora, build_model, trainabl
 from expspec.runtime.processes.cluster import Cluster
 from expspec.runtime.runs.rundir import RunRefused
 from expspec.runtime.types import PyTree
+from expspec.spec import Experiment
 
 __all__ = ["Components", "build_components", "saved_part"]
 
@@ -74,7 +75,7 @@ def _load_base_weights(model: nnx.Module, base: BaseWeights) -> str:
     return digest
 
 
-def _check_generation(spec: Any, data: DataSource, model: nnx.Module) -> None:
+def _check_generation(spec: Experiment, data: DataSource, model: nnx.Module) -> None:
     """`train.eval_generate` completes held-out prompts: it needs prompt/completion text and a
     model that decodes with a cache."""
     if not spec.train.eval_generate:

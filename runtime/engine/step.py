@@ -122,13 +122,8 @@ def make_steps(
     takes what the last one returned and compiles once; reports, fingerprints
     and eval sums are replicated, so every process of a cluster can read them.
     """
-    params_template, frozen_template = _abstract(parts.params), _abstract(parts.frozen)
-
-    def model_of(params: PyTree, frozen: PyTree) -> nnx.Module:
-        p, f = jax.tree.map(lambda x: x, params_template), jax.tree.map(lambda x: x, frozen_template)
-        nnx.replace_by_pure_dict(p, params)
-        nnx.replace_by_pure_dict(f, frozen)
-        return nnx.merge(parts.graphdef, p, f)
+    # Shapes only: the traced steps must not capture the initial arrays as constants.
+    model_of = ModelParts(parts.graphdef, _abstract(parts.params), _abstract(parts.frozen)).merge
 
     def loss_fn(params: PyTree, frozen: PyTree, batch: dict[str, Any], key: jax.Array):
         outputs = model_of(params, frozen)(batch["x"], train=True, key=key, **model_inputs(batch))
