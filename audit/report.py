@@ -48,6 +48,8 @@ class CheckResult:
 class AuditReport:
     results: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    """What did not hold besides the checks (a tracker that could not take the verdicts)."""
 
     @property
     def overall(self) -> Overall:

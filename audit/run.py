@@ -46,7 +46,7 @@ def _guarded(check: str, target: str, work: Callable[..., object], *args: object
     return list(results) if isinstance(results, list) else [results]  # type: ignore[list-item]
 
 
-def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
+def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> list[dict[str, object]]:
     """Append each verdict to the run's audits.jsonl (what `exp runs` shows): the one
     file an audit writes in a run directory. When a check could not run (`error`,
     exit 2: bad input such as a segment past the run's end, or a rerun that failed)
@@ -55,20 +55,21 @@ def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
     Nor is a check skipped because the live run retired every checkpoint it was
     reading: that says nothing about the run's bits, and recorded as its latest audit
     it would hide the last real verdict. What is recorded stays true when read later:
-    a pass names only checkpoints that restored, a failure only ones that stayed bad."""
+    a pass names only checkpoints that restored, a failure only ones that stayed bad.
+    Returns the verdicts recorded (what the run's trackers are sent)."""
     from expspec.runtime.runs.run_files import RunFiles
 
     files = RunFiles(run_dir)
     if not results or any(r.status == "error" for r in results) or not files.plan.is_file():
-        return
-    verdicts = [r for r in results if not (r.status == "skipped" and LIVE_RETIRED in r.details)]
+        return []
+    verdicts = [
+        {"time": time.time(), "check": r.check, "status": r.status, "summary": r.summary}
+        for r in results
+        if not (r.status == "skipped" and LIVE_RETIRED in r.details)
+    ]
     if not verdicts:
-        return
-    lines = "".join(
-        json.dumps({"time": time.time(), "check": r.check, "status": r.status, "summary": r.summary}, sort_keys=True)
-        + "\n"
-        for r in verdicts
-    )
+        return []
+    lines = "".join(json.dumps(verdict, sort_keys=True) + "\n" for verdict in verdicts)
     path = files.audits
     try:
         with path.open("ab") as out:
@@ -77,6 +78,7 @@ def _record_verdicts(run_dir: Path, results: list[CheckResult]) -> None:
             out.write((("\n" if torn else "") + lines).encode())  # one append: concurrent audits do not interleave
     except OSError:
         pass  # a read-only archive of a run can still be audited; the report carries the verdicts
+    return verdicts
 
 
 def run_audit(request: AuditRequest, workdir: Path) -> AuditReport:
@@ -93,7 +95,11 @@ def run_audit(request: AuditRequest, workdir: Path) -> AuditReport:
                 results += _guarded(
                     "segment", target, audit_segment, path, start, end, here, request.spec, request.allow_imports
                 )
-            _record_verdicts(path, results)
+            verdicts = _record_verdicts(path, results)
+            if verdicts:  # also to the run's W&B and MLflow runs, when its plan has them
+                from expspec.runtime.runs.trackers import attach_verdicts
+
+                report.notes += attach_verdicts(path, verdicts)
             report.results += results
         else:
             spec_target = SpecTarget(target, (), request.allow_imports)

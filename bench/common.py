@@ -175,3 +175,9 @@ def write_report(path: Path, script: str, rows: Sequence[Row], seconds: Any, **e
         "rows": [row.to_dict() for row in rows],
     }
     path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def not_measured(row_id: str, measure: str, unit: str, target: str, why: str) -> Row:
+    """A row for a figure this run could not take (a missing tool): NaN values, no verdict, `why` in the measure."""
+    nan = float("nan")
+    return Row(row_id, f"{measure}: not measured ({why})", nan, nan, unit, nan, target, None, {"not_measured": why})

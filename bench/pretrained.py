@@ -248,51 +248,78 @@ def _child(*args: str, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_training(work: Path, env: dict[str, str], first: int, last: int, repeats: int) -> list[Row]:
-    """L1 and L2: `exp run` with and without checkpoints against the hand-written loop, alternating."""
+def hand_round(folder: Path, env: dict[str, str], first: int, last: int) -> dict[str, Any]:
+    """One hand-written loop process on `folder`: its steps/s over [first, last) and the leaves it trains."""
+    return _child("--loop", str(folder), "--first", str(first), "--last", str(last), env=env)
+
+
+def exp_round(
+    folder: Path, run_dir: Path, env: dict[str, str], first: int, last: int, trained: list[str], *, checkpoints: bool
+) -> tuple[float, int]:
+    """One `exp run` of the example on `folder`: steps/s over (first, last] and the saves that fall in it.
+
+    Refuses a run that trains other leaves than `trained` (the hand-written loop's)."""
+    log_every = math.gcd(first, last, 10)  # a metrics record at both ends of the window
+    overrides = sft_overrides(folder, last, log_every, checkpoints=checkpoints)
+    run_process(exp_run_argv(SFT, overrides, run_dir, quiet=True), env=env, timeout=1800)
+    rate = rate_between(train_records(run_dir), first, last)
+    ledger = read_jsonl(RunFiles(run_dir).ledger)
+    if next(r for r in ledger if r["kind"] == "leaves")["params"] != trained:
+        raise RuntimeError(f"{run_dir}: exp run trains other leaves than the hand-written loop")
+    # a save after step s delays step s + 1: those after steps [first, last) fall in the window
+    saves = sum(e["event"] == "checkpoint_save" and first <= e["step"] < last for e in run_events(run_dir))
+    return rate, saves
+
+
+def speed_row(
+    row_id: str, measure: str, exp: list[float], hand: list[float], saves: list[int], out: dict[str, Any], window: str
+) -> Row:
+    """`exp run` steps/s against the hand-written loop's (medians), with tokens/s in the notes."""
+    tokens = out["batch_size"] * out["seq_len"]
+    e, h = median(exp), median(hand)
+    target, met = at_least(e / h, SPEED_TARGET)
+    notes = {
+        "window": window,
+        "repeats": len(hand),
+        "tokens_per_step": tokens,
+        "tokens_per_s": e * tokens,
+        "baseline_tokens_per_s": h * tokens,
+        "exp_steps_per_s": exp,
+        "handwritten_steps_per_s": hand,
+        "checkpoint_saves_in_window": saves,
+        "trained_params": out["trained_params"],
+        "trained_leaves": len(out["trained"]),
+        "shapes": {**EXAMPLE_SHAPES, "batch_size": out["batch_size"], "seq_len": out["seq_len"]},
+    }
+    return Row(row_id, measure, e, h, "steps/s", e / h, target, met, notes)
+
+
+def example_folder(work: Path) -> Path:
+    """A float32 folder of the example's shapes (fixed random weights) under `work`."""
     folder = work / "tiny-llama-hf"
     write_folder(folder, decoder_config(**EXAMPLE_SHAPES), "float32")
-    log_every = math.gcd(first, last, 10)  # a metrics record at both ends of the window
+    return folder
+
+
+def measure_training(work: Path, env: dict[str, str], first: int, last: int, repeats: int) -> list[Row]:
+    """L1 and L2: `exp run` with and without checkpoints against the hand-written loop, alternating."""
+    folder = example_folder(work)
     hand = []
     rates: dict[bool, list[float]] = {True: [], False: []}
     saves: dict[bool, list[int]] = {True: [], False: []}
     for i in range(repeats):
-        out = _child("--loop", str(folder), "--first", str(first), "--last", str(last), env=env)
+        out = hand_round(folder, env, first, last)
         hand.append(out["steps_per_s"])
         for checkpoints in (True, False):
             run_dir = work / f"run-{i}-{'saved' if checkpoints else 'unsaved'}"
-            overrides = sft_overrides(folder, last, log_every, checkpoints=checkpoints)
-            run_process(exp_run_argv(SFT, overrides, run_dir, quiet=True), env=env, timeout=1800)
-            rates[checkpoints].append(rate_between(train_records(run_dir), first, last))
-            ledger = read_jsonl(RunFiles(run_dir).ledger)
-            if next(r for r in ledger if r["kind"] == "leaves")["params"] != out["trained"]:
-                raise RuntimeError(f"{run_dir}: exp run trains other leaves than the hand-written loop")
-            events = run_events(run_dir)
-            saves[checkpoints].append(
-                # a save after step s delays step s + 1: those after steps [first, last) fall in the window
-                sum(e["event"] == "checkpoint_save" and first <= e["step"] < last for e in events)
-            )
-    tokens = out["batch_size"] * out["seq_len"]
-    h = median(hand)
+            rate, saved = exp_round(folder, run_dir, env, first, last, out["trained"], checkpoints=checkpoints)
+            rates[checkpoints].append(rate)
+            saves[checkpoints].append(saved)
     rows = []
     for row_id, checkpoints in (("L1", True), ("L2", False)):
-        e = median(rates[checkpoints])
-        target, met = at_least(e / h, SPEED_TARGET)
-        notes = {
-            "window": f"({first}, {last}]",
-            "repeats": repeats,
-            "tokens_per_step": tokens,
-            "tokens_per_s": e * tokens,
-            "baseline_tokens_per_s": h * tokens,
-            "exp_steps_per_s": rates[checkpoints],
-            "handwritten_steps_per_s": hand,
-            "checkpoint_saves_in_window": saves[checkpoints],
-            "trained_params": out["trained_params"],
-            "trained_leaves": len(out["trained"]),
-            "shapes": {**EXAMPLE_SHAPES, "batch_size": out["batch_size"], "seq_len": out["seq_len"]},
-        }
         what = "checkpoints as the example" if checkpoints else "no checkpoints"
-        rows.append(Row(row_id, f"exp run steps/s, sft_lora, {what}", e, h, "steps/s", e / h, target, met, notes))
+        measure = f"exp run steps/s, sft_lora, {what}"
+        rows.append(speed_row(row_id, measure, rates[checkpoints], hand, saves[checkpoints], out, f"({first}, {last}]"))
     return rows
 
 

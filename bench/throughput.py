@@ -1,7 +1,10 @@
 """Training speed against the hand-written loop: P1, P2, P5, P9 and P11.
 
 P1   steps/s of `exp run` at default settings (throttle 2, fingerprints in the
-     ledger every step, async checkpoints every 100 steps) / the hand-written loop
+     ledger every step, async checkpoints every 100 steps) / the hand-written loop;
+     for the digits MLP also with the checkpoints written in the training process
+     (`checkpoint.writer=thread`, the way before the writer process), by the clock
+     (`checkpoint.every_seconds=30`) and without checkpoints
 P2   the hand-written loop syncing every step (`float(loss)`) / `exp run`
 P5   step time of `exp run` with per-step fingerprints / without (`ledger_every` large)
 P9   peak RSS of `exp run` / the hand-written loop's process
@@ -69,10 +72,19 @@ def _exp(w: Workload, work: Path, tag: str, *extra: str) -> tuple[float, int]:
     return rate_between(train_records(run_dir), w.first, w.last), proc.peak_rss_bytes
 
 
+CHECKPOINT_VARIANTS = {
+    "checkpoints in process (writer=thread)": ["checkpoint.writer=thread"],
+    "checkpoints by the clock (every_seconds=30)": ["checkpoint.every_steps=0", "checkpoint.every_seconds=30"],
+    "no checkpoints": ["checkpoint.enabled=false"],
+}
+"""Other checkpoint settings measured beside the default on the digits MLP, where Orbax's cost per save shows."""
+
+
 def measure_training(quick: bool, repeats: int) -> list[Row]:
     rows: list[Row] = []
     for w in workloads(quick):
         hand, naive, exp, unhashed, rss_hand, rss_exp = [], [], [], [], [], []
+        variants: dict[str, list[float]] = {name: [] for name in CHECKPOINT_VARIANTS if w.spec == DIGITS}
         with scratch("throughput") as work:
             for i in range(repeats):
                 out, rss = _handwritten(w)
@@ -83,10 +95,15 @@ def measure_training(quick: bool, repeats: int) -> list[Row]:
                 exp.append(rate)
                 rss_exp.append(rss)
                 unhashed.append(_exp(w, work, f"unhashed-{i}", f"train.ledger_every={10**9}")[0])
+                for j, name in enumerate(variants):
+                    variants[name].append(_exp(w, work, f"variant-{j}-{i}", *CHECKPOINT_VARIANTS[name])[0])
         e, h, n, u = median(exp), median(hand), median(naive), median(unhashed)
         window = {"steps": f"({w.first}, {w.last}]", "repeats": repeats}
         target, met = at_least(e / h, 0.95)
         rows.append(Row("P1", f"exp run steps/s, {w.name}", e, h, "steps/s", e / h, target, met, window))
+        for name, rates in variants.items():
+            v = median(rates)
+            rows.append(Row("P1", f"exp run steps/s, {w.name}, {name}", v, h, "steps/s", v / h, "", None, window))
         rows.append(Row("P2", f"naive synced loop vs exp run, {w.name}", e, n, "steps/s", e / n, "> 1", e > n, window))
         target, met = at_most(u / e, 1.02)
         p5 = Row("P5", f"fingerprint cost per step, {w.name}", 1 / e, 1 / u, "s/step", u / e, target, met, window)

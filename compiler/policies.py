@@ -22,12 +22,15 @@ class CheckpointPolicy(BaseModel):
     """Where checkpoints go; relative paths resolve against `relative_to`."""
     relative_to: Literal["run_dir", "spec_dir"]
     every_steps: int
+    """0: no step cadence (time alone, or the final and preemption saves)."""
+    every_seconds: float | None = None
     keep_last: int
     keep_every: int | None
     """Steps that are multiples of this are kept permanently."""
     async_save: bool = Field(alias="async")
     save: Literal["full", "lora"]
     on_preemption: bool
+    writer: Literal["auto", "process", "thread"] = "auto"
     save_final: bool
     """Whether the last step is saved whatever the interval (the checkpointer adds it
     to its save decision); on whenever checkpoints are."""
@@ -53,12 +56,14 @@ def resolve_checkpoint(experiment: Experiment) -> CheckpointPolicy:
         directory=spec.dir if spec.dir is not None else "checkpoints",
         relative_to="run_dir" if spec.dir is None else "spec_dir",
         every_steps=spec.every_steps,
+        every_seconds=spec.every_seconds,
         keep_last=spec.keep_last,
         keep_every=spec.keep_every,
         async_save=spec.async_,
         save=spec.save,
         on_preemption=spec.on_preemption and spec.enabled,
         save_final=spec.enabled,
+        writer=spec.writer,
     )
 
 

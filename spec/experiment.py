@@ -52,7 +52,7 @@ class Experiment(SpecModel):
     mesh: MeshSpec = operational(MeshSpec.model_construct())
     """Device mesh."""
     logging: LoggingSpec = operational(LoggingSpec.model_construct())
-    """Metric sinks besides `metrics.jsonl` (TensorBoard)."""
+    """Metric sinks besides `metrics.jsonl` (TensorBoard), and a profiler trace."""
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> Experiment:

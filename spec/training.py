@@ -10,9 +10,10 @@ from pydantic_core import PydanticCustomError
 from .fields import SpecModel, operational, trajectory
 from .rules import rule_error
 from .sizes import ByteSize
+from .trackers import MlflowSpec, WandbSpec
 from .types import NonEmptyStr
 
-__all__ = ["CheckpointSpec", "LoggingSpec", "MeshSpec", "ThrottleSpec", "TrainSpec"]
+__all__ = ["CheckpointSpec", "LoggingSpec", "MeshSpec", "ProfileSpec", "ThrottleSpec", "TrainSpec"]
 
 DType = Literal["float32", "bfloat16", "float16"]
 
@@ -49,8 +50,12 @@ class CheckpointSpec(SpecModel):
     dir: NonEmptyStr | None = operational(None, path=True)
     """Checkpoint folder; unset means `checkpoints/` inside the run directory.
     Relative paths resolve against the spec file's folder."""
-    every_steps: int = operational(100, gt=0, le=10**9)
-    """Save after every this many steps (and always at the last step)."""
+    every_steps: int = operational(100, ge=0, le=10**9)
+    """Save after every this many steps (and always at the last step); 0 saves by
+    `every_seconds` alone. Unset when `every_seconds` is set: 0."""
+    every_seconds: float | None = operational(None, gt=0, le=10**7)
+    """Also save once this many seconds have passed since the attempt's start or its
+    last save: the cadence for steps too short to checkpoint every N of them."""
     keep_last: int = operational(3, gt=0, le=10**6)
     """Keep the newest this many checkpoints."""
     keep_every: int | None = operational(None, gt=0, le=10**9)
@@ -62,9 +67,25 @@ class CheckpointSpec(SpecModel):
     optimizer state (needs `model.lora`)."""
     on_preemption: bool = operational(True)
     """On SIGTERM/SIGINT, finish the step, save, and exit as preempted, ready to resume."""
+    writer: Literal["auto", "process", "thread"] = operational("auto")
+    """Who runs Orbax's saves: `process`, a writer process beside the run (the training
+    process only copies the state into shared memory, so Orbax's fixed cost per save
+    does not take the loop's time); `thread`, Orbax's own background threads in the
+    training process; `auto`, the process for a single-process run of at least 1,000
+    steps and 10 saves, threads otherwise (a cluster always uses threads: its saves
+    are collective)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seconds_alone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "every_seconds" in data and "every_steps" not in data:
+            return {**data, "every_steps": 0}
+        return data
 
     @model_validator(mode="after")
     def _keep_every_is_multiple(self) -> CheckpointSpec:
+        if self.keep_every is not None and not self.every_steps:
+            raise rule_error("keep_every", "needs checkpoint.every_steps: saves by time fall on no fixed steps")
         if self.keep_every is not None and self.keep_every % self.every_steps:
             raise rule_error(
                 "keep_every",
@@ -135,10 +156,31 @@ class MeshSpec(SpecModel):
         return self
 
 
+class ProfileSpec(SpecModel):
+    """A window of training steps traced by the JAX profiler."""
+
+    start: int = operational(gt=0, le=10**9)
+    """First step traced (steps count from 1): the trace starts just before it is dispatched."""
+    steps: int = operational(gt=0, le=10**6)
+    """How many steps are traced: the trace stops once step `start + steps - 1` has finished."""
+
+
 class LoggingSpec(SpecModel):
-    """Where metrics go besides `metrics.jsonl`, which is always written."""
+    """Where metrics go besides `metrics.jsonl`, which is always written; what else is traced."""
 
     tensorboard: bool = operational(False)
     """Also write every record of `metrics.jsonl` as TensorBoard scalars (`train/<name>`,
     `eval/<name>`) into the run directory's `tensorboard/` folder. Needs tensorboardX:
     `pip install 'expspec[tensorboard]'`."""
+    profile: ProfileSpec | None = operational(None)
+    """Trace steps `start` .. `start + steps - 1` with `jax.profiler` into the run directory's
+    `profile/` folder (process 0 of a cluster), for TensorBoard's profile plugin or Perfetto.
+    Written `profile = { start = 100, steps = 5 }`; unset: no trace."""
+    wandb: WandbSpec | None = operational(None)
+    """Also log the run to Weights & Biases: its metrics, plan, fingerprints, events and audit
+    verdicts. Written `wandb = { project = "digits", mode = "offline" }`; unset: no W&B run.
+    Needs wandb: `pip install 'expspec[wandb]'`."""
+    mlflow: MlflowSpec | None = operational(None)
+    """Also log the run to MLflow: its metrics, plan, fingerprints, events and audit verdicts.
+    Written `mlflow = { tracking_uri = "file:mlruns", experiment = "digits" }`; unset: no
+    MLflow run. Needs MLflow: `pip install 'expspec[mlflow]'`."""

@@ -2,7 +2,9 @@
 
 `main` sets the signal handling before anything else is imported (see
 early_signals.py), and every command imports its heavy dependencies inside its
-body, so `exp --help`, `exp plan` and `exp validate` never import JAX.
+body, so `exp --help`, `exp plan` and `exp validate` never import JAX. `exp
+plan`, `validate`, `diff` and `runs` skip typer too when their argv is plain
+(fast.py); the typer application answers everything else.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ def main() -> None:
     from expspec.exit_codes import ExitCode
 
     from .early_signals import Interrupted, install
+    from .fast import run_fast
 
     try:
         install(sys.argv[1:])  # a Ctrl-C held back by a supervisor arrives in here
+        code = run_fast(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
         _app()(prog_name="exp")
     except Interrupted:
         sys.exit(ExitCode.INTERRUPTED)

@@ -10,6 +10,7 @@ from expspec import __version__
 
 from . import audit, diff, export, launch, lock, plan, report, run, runs, sample, schema, validate
 from .help import ExamplesGroup
+from .options import typer_command
 
 app = typer.Typer(
     name="exp",
@@ -44,13 +45,13 @@ def _root(
 
 app.command("run", help=run.HELP)(run.command)
 app.command("launch", help=launch.HELP)(launch.command)
-app.command("validate", help=validate.HELP)(validate.command)
-app.command("plan", help=plan.HELP)(plan.command)
+app.command("validate", help=validate.HELP)(typer_command(validate.command, validate.PARAMS))
+app.command("plan", help=plan.HELP)(typer_command(plan.command, plan.PARAMS))
 app.command("schema", help=schema.HELP)(schema.command)
 app.command("audit", help=audit.HELP)(audit.command)
 app.command("lock", help=lock.HELP)(lock.command)
-app.command("diff", help=diff.HELP)(diff.command)
-app.command("runs", help=runs.HELP)(runs.command)
+app.command("diff", help=diff.HELP)(typer_command(diff.command, diff.PARAMS))
+app.command("runs", help=runs.HELP)(typer_command(runs.command, runs.PARAMS))
 app.command("report", help=report.HELP)(report.command)
 app.command("sample", help=sample.HELP)(sample.command)
 app.command("export", help=export.HELP)(export.command)

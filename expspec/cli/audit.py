@@ -104,6 +104,8 @@ def command(
     from .audit_render import render_report
 
     render_report(report)
+    for note in report.notes:
+        say(note)
     code = audit_exit_code(report)
     if json_out is not None:
         json_out.write_text(report.to_json(exit_code=code) + "\n", encoding="utf-8")

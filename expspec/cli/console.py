@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
+import sys
 from functools import cache
-from typing import TYPE_CHECKING, NoReturn
-
-import typer
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from expspec.errors import BadInput
 from expspec.exit_codes import ExitCode
@@ -23,11 +23,17 @@ def stderr() -> Console:
     """The one console for human output."""
     from rich.console import Console
 
-    from expspec.runtime.processes.quiet import terminal
-
     # Logs (CI, files) have no width; rich would wrap tables at 80 columns.
-    width = None if terminal().isatty() else 160
+    width = None if _terminal().isatty() else 160
     return Console(file=_Terminal(), highlight=False, soft_wrap=True, width=width, emoji=False, markup=False)
+
+
+def _terminal() -> TextIO:
+    """The real stderr: a run redirects stderr with the runtime's `quiet` module,
+    so until that module is imported (never, in `exp plan` or `validate`) it is
+    `sys.stderr`; importing it would cost them its logging."""
+    quiet = sys.modules.get("expspec.runtime.processes.quiet")
+    return sys.stderr if quiet is None else quiet.terminal()
 
 
 class _Terminal:
@@ -35,19 +41,13 @@ class _Terminal:
     stderr to its log (the final error line of a failed run must be seen)."""
 
     def write(self, text: str) -> int:
-        from expspec.runtime.processes.quiet import terminal
-
-        return terminal().write(text)
+        return _terminal().write(text)
 
     def flush(self) -> None:
-        from expspec.runtime.processes.quiet import terminal
-
-        terminal().flush()
+        _terminal().flush()
 
     def isatty(self) -> bool:
-        from expspec.runtime.processes.quiet import terminal
-
-        return terminal().isatty()
+        return _terminal().isatty()
 
 
 def exit_code_for(err: BaseException) -> ExitCode:
@@ -67,6 +67,22 @@ def say(text: str) -> None:
     stderr().print(text, markup=False)
 
 
+def echo(text: str) -> None:
+    """`text` and a newline on stdout, flushed: the bytes `typer.echo` writes, without
+    importing typer (the fast path's commands run without it)."""
+    out = sys.stdout
+    encoding = getattr(out, "encoding", None) or "ascii"
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None and codecs.lookup(encoding).name == "ascii":
+        # click writes UTF-8 where stdout claims ASCII (a misconfigured locale)
+        out.flush()
+        buffer.write(f"{text}\n".encode())
+        buffer.flush()
+        return
+    out.write(f"{text}\n")
+    out.flush()
+
+
 def print_problems(err: SpecError) -> None:
     """Every problem, one line each."""
     for problem in err.problems:
@@ -74,9 +90,9 @@ def print_problems(err: SpecError) -> None:
 
 
 def fail_invalid(err: SpecError) -> NoReturn:
-    """Print every problem and exit 2."""
+    """Print every problem and exit 2 (SystemExit: the same under typer and on the fast path)."""
     print_problems(err)
-    raise typer.Exit(ExitCode.BAD_INPUT)
+    sys.exit(ExitCode.BAD_INPUT)
 
 
 def byte_size(count: int) -> str:
@@ -92,6 +108,8 @@ def write_output(output: Path | None, text: str) -> None:
     half-written file would pass for a short one. Exit 2 if the file cannot be written."""
     import os
     import tempfile
+
+    import typer
 
     if output is None or str(output) == "-":
         typer.echo(text, nl=False)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from expspec.exit_codes import ExitCode
 
-from .console import print_problems, say
-from .options import JsonOpt
+from .console import echo, print_problems, say
+from .options import JSON, Param
 
 if TYPE_CHECKING:
     from expspec.compiler import Plan
@@ -26,8 +24,11 @@ Exit 0 when the trajectories are equal, 1 when they differ, 2 bad input.
 Example: exp diff examples/digits_mlp.toml runs/digits-mlp"""
 
 
-_A = Annotated[Path, typer.Argument(metavar="A", help="Spec, plan JSON or run directory.", show_default=False)]
-_B = Annotated[Path, typer.Argument(metavar="B", help="Spec, plan JSON or run directory.", show_default=False)]
+PARAMS = (
+    Param("a", Path, "Spec, plan JSON or run directory.", metavar="A", required=True, show_default=False),
+    Param("b", Path, "Spec, plan JSON or run directory.", metavar="B", required=True, show_default=False),
+    JSON,
+)
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,13 @@ def _environment(a: Side, b: Side) -> dict[str, list[Any]] | None:
     return {k: [left.get(k), right.get(k)] for k in sorted(set(left) | set(right)) if left.get(k) != right.get(k)}
 
 
-def command(a: _A, b: _B, as_json: JsonOpt = False) -> None:
+def command(a: Path, b: Path, as_json: bool = False) -> int:
+    """Exit code 0 when the trajectories are equal, 1 when they differ, 2 bad input."""
     from expspec.compiler import diff_plans
 
     sides = [_load(a), _load(b)]
     if sides[0] is None or sides[1] is None:
-        raise typer.Exit(ExitCode.BAD_INPUT)
+        return ExitCode.BAD_INPUT
     left, right = sides
     result = diff_plans(left.plan, right.plan)
     environment = _environment(left, right)
@@ -103,9 +105,9 @@ def command(a: _A, b: _B, as_json: JsonOpt = False) -> None:
             "changes": [c.to_dict() for c in result.changes],
             "environment": environment,
         }
-        typer.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
+        echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
     else:
         from .render_diff import render_diff
 
         render_diff(left, right, result, environment)
-    raise typer.Exit(ExitCode.OK if result.trajectory_equal else ExitCode.CHECK_FAILED)
+    return ExitCode.OK if result.trajectory_equal else ExitCode.CHECK_FAILED

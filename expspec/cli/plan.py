@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+from expspec.exit_codes import ExitCode
 
-from .console import fail_invalid
-from .options import JsonOpt, OverridesArg, SpecArg
+from .console import echo, fail_invalid
+from .options import JSON, OVERRIDES, SPEC, Param
 
 if TYPE_CHECKING:
     from expspec.compiler import Plan
@@ -21,19 +21,31 @@ Overrides are dotted TOML assignments applied after `extends`.
 Example: exp plan examples/digits_mlp.toml train.steps=100 --explain"""
 
 
-def command(
-    spec: SpecArg,
-    overrides: OverridesArg = None,
-    as_json: JsonOpt = False,
-    explain: Annotated[
+PARAMS = (
+    SPEC,
+    OVERRIDES,
+    JSON,
+    Param(
+        "explain",
         bool,
-        typer.Option("--explain", help="Show every field with its class, the seed tree and each parameter's sharding."),
-    ] = False,
-    devices: Annotated[
-        int | None,
-        typer.Option("--devices", min=1, metavar="N", help="Lay the mesh out on N devices (resolves -1 axes)."),
-    ] = None,
-) -> None:
+        "Show every field with its class, the seed tree and each parameter's sharding.",
+        flag="--explain",
+        default=False,
+    ),
+    Param(
+        "devices", int | None, "Lay the mesh out on N devices (resolves -1 axes).", flag="--devices", metavar="N", min=1
+    ),
+)
+
+
+def command(
+    spec: Path,
+    overrides: list[str] | None = None,
+    as_json: bool = False,
+    explain: bool = False,
+    devices: int | None = None,
+) -> int:
+    """Exit code OK (a bad spec or mesh exits BAD_INPUT from `fail_invalid`)."""
     from expspec.compiler import plan_spec
     from expspec.spec import SpecError
 
@@ -44,12 +56,13 @@ def command(
     if devices is not None:
         _check_mesh(plan, spec, devices)
     if as_json:
-        typer.echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
+        echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))
     if explain or not as_json:
         from .render import render_plan
 
         # Relative data paths resolve against the spec's folder, as `exp run` resolves them.
         render_plan(plan, explain=explain, spec_dir=Path(spec).resolve().parent, devices=devices)
+    return ExitCode.OK
 
 
 def _check_mesh(plan: Plan, spec: Path, devices: int) -> None:

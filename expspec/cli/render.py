@@ -80,8 +80,10 @@ def _summary(plan: Plan, devices: int | None) -> list[str]:
     if ck.enabled:
         keep = f"keep last {ck.keep_last}" + (f", every {ck.keep_every} permanently" if ck.keep_every else "")
         where = ck.directory if ck.relative_to == "spec_dir" else f"<run dir>/{ck.directory}"
+        cadence = [f"every {ck.every_steps} steps"] if ck.every_steps else []
+        cadence += [f"every {ck.every_seconds:g} s"] if ck.every_seconds else []
         checkpoint = (
-            f"every {ck.every_steps} steps and at the end, {keep}; {ck.save}, "
+            f"{' or '.join(cadence + ['at the end'])}, {keep}; {ck.save}, "
             f"{'async' if ck.async_save else 'sync'}; {where}"
             + ("; saves on SIGTERM/SIGINT" if ck.on_preemption else "")
         )

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING
 
 from expspec.exit_codes import ExitCode
 
-from .console import say
-from .options import JsonOpt
+from .console import echo, say
+from .options import JSON, Param
 
 if TYPE_CHECKING:
     from expspec.runtime.runs.status import RunStatus
@@ -73,23 +71,26 @@ def _render(runs: list[RunStatus]) -> None:
             console.print(f"{run.name}: {run.status}: {run.detail}", markup=False)
 
 
-def command(
-    folder: Annotated[
-        Path, typer.Argument(metavar="DIR", help="A folder of run directories, or one run directory.")
-    ] = Path("runs"),
-    as_json: JsonOpt = False,
-) -> None:
+PARAMS = (
+    Param("folder", Path, "A folder of run directories, or one run directory.", metavar="DIR", default=Path("runs")),
+    JSON,
+)
+
+
+def command(folder: Path = Path("runs"), as_json: bool = False) -> int:
+    """Exit code 0, or 2 when `folder` is not a directory."""
     from expspec.runtime.runs.status import find_runs, read_status
 
     if not folder.is_dir():
         say(f"{folder}: {'not a directory' if folder.exists() else 'no such directory'}")
-        raise typer.Exit(ExitCode.BAD_INPUT)
+        return ExitCode.BAD_INPUT
     found = find_runs(folder)
     runs = [read_status(path, str(path.relative_to(folder)) if path != folder else path.name) for path in found]
     if as_json:
-        typer.echo(json.dumps({"runs": [run.to_dict() for run in runs]}, indent=2, sort_keys=True))
-        return
+        echo(json.dumps({"runs": [run.to_dict() for run in runs]}, indent=2, sort_keys=True))
+        return ExitCode.OK
     if not runs:
         say(f"no run directories in {folder}")
-        return
+        return ExitCode.OK
     _render(runs)
+    return ExitCode.OK

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from expspec.exit_codes import ExitCode
 
 from .console import print_problems, say
-from .options import AllowImportOpt
+from .options import ALLOW_IMPORT, Param
 
 HELP = """Check spec files without running anything.
 
@@ -21,10 +18,14 @@ Custom targets are located but not imported unless --allow-import covers them.
 Example: exp validate examples/*.toml"""
 
 
-def command(
-    specs: Annotated[list[Path], typer.Argument(metavar="SPEC...", help="Spec files to check.", show_default=False)],
-    allow_import: AllowImportOpt = None,
-) -> None:
+PARAMS = (
+    Param("specs", list[Path], "Spec files to check.", metavar="SPEC...", required=True, show_default=False),
+    ALLOW_IMPORT,
+)
+
+
+def command(specs: list[Path], allow_import: list[str] | None = None) -> int:
+    """Exit code 0 when every spec is valid, else 2."""
     from expspec.compiler import plan_spec
     from expspec.spec import SpecError, check_targets
 
@@ -40,5 +41,4 @@ def command(
         say(f"ok  {spec}  {plan.name}  trajectory {plan.fingerprints.trajectory[:12]}")
         for note in notes:
             say(f"    {note}")
-    if failed:
-        raise typer.Exit(ExitCode.BAD_INPUT)
+    return ExitCode.BAD_INPUT if failed else ExitCode.OK

@@ -27,12 +27,31 @@ from expspec.compiler import CheckpointPolicy
 from expspec.runtime.processes.cluster import SINGLE, Cluster, barrier
 from expspec.runtime.types import PyTree
 
-__all__ = ["COMMIT_MARKER", "Checkpointer", "abstract_like"]
+__all__ = ["COMMIT_MARKER", "Checkpointer", "abstract_like", "manager_options"]
 
 COMMIT_MARKER = "commit_success.txt"
 """Orbax writes it last; a step folder without it was never finished."""
 
 _UNFINISHED = re.compile(r"^\d+\.orbax-checkpoint-tmp")
+
+
+def manager_options(*, keep_last: int, keep_every: int | None, async_save: bool) -> ocp.CheckpointManagerOptions:
+    """The manager's options, the same in the training process and in a writer process.
+
+    The loop decides when to save (`Checkpointer.due`, the time policy) and saves
+    with `force`, so no save decision policy is needed here; what to keep is Orbax's.
+    """
+    keep: list[Any] = [policies.LatestN(keep_last)]
+    if keep_every:
+        keep.append(policies.EveryNSteps(keep_every))
+    return ocp.CheckpointManagerOptions(
+        preservation_policy=policies.AnyPreservationPolicy(keep) if len(keep) > 1 else keep[0],
+        enable_async_checkpointing=async_save,
+        # A save still being written must not make the next save skip.
+        enable_should_save_is_saving_in_progress_check=False,
+        cleanup_tmp_directories=True,
+        create=True,
+    )
 
 
 def abstract_like(tree: PyTree) -> PyTree:
@@ -59,23 +78,11 @@ class Checkpointer:
         self.tidied = self._tidy() if cluster.primary else []
         barrier(cluster, "checkpoints-tidied")
         self.every_steps = policy.every_steps
+        self.every_seconds = policy.every_seconds
         self.final_step = total_steps if policy.save_final else None
-        final = [] if self.final_step is None else [self.final_step]
-        decide = policies.AnySavePolicy(
-            [policies.FixedIntervalPolicy(policy.every_steps), policies.SpecificStepsPolicy(final)]
-        )
-        keep: list[Any] = [policies.LatestN(policy.keep_last)]
-        if policy.keep_every:
-            keep.append(policies.EveryNSteps(policy.keep_every))
-        options = ocp.CheckpointManagerOptions(
-            save_decision_policy=decide,
-            preservation_policy=policies.AnyPreservationPolicy(keep) if len(keep) > 1 else keep[0],
-            enable_async_checkpointing=policy.async_save,
-            # A save still being written must not make the next interval save skip.
-            enable_should_save_is_saving_in_progress_check=False,
-            cleanup_tmp_directories=True,
-            create=True,
-        )
+        self.options = {"keep_last": policy.keep_last, "keep_every": policy.keep_every, "async_save": policy.async_save}
+        """`manager_options`' arguments, also for a writer process's manager."""
+        options = manager_options(**self.options)
         self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"), options=options)
 
     def _tidy(self) -> list[str]:
@@ -114,20 +121,21 @@ class Checkpointer:
         return target
 
     def due(self, step: int) -> bool:
-        """Whether the policy saves at `step`: the arithmetic of the save decision policy.
+        """Whether the step policy saves at `step` (the time policy is the loop's: `SaveClock`).
 
-        Asked every step, so it must not cost Orbax's `should_save` (which walks its
-        policies and step list); `save` still lets Orbax decide.
+        Asked every step, so it is arithmetic, not Orbax's `should_save` (which walks
+        its policies and step list); the loop decides and Orbax saves what it is given.
         """
-        return step % self.every_steps == 0 or step == self.final_step
+        return step == self.final_step or (self.every_steps > 0 and step % self.every_steps == 0)
 
-    def save(self, step: int, state: PyTree, meta: dict[str, Any], *, force: bool = False) -> bool:
-        """Save (in the background when async); returns whether a save started."""
+    def save(self, step: int, state: PyTree, meta: dict[str, Any]) -> None:
+        """Save in this process (in the background when async)."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        return self.manager.save(step, args=args, force=force)
+        self.manager.save(step, args=args, force=True)
 
     def steps(self) -> list[int]:
-        """Finished checkpoints, oldest first."""
+        """Finished checkpoints, oldest first (a writer process may have added some)."""
+        self.manager.reload()
         return sorted(self.manager.all_steps())
 
     def restore(self, step: int, target: PyTree) -> tuple[PyTree, dict[str, Any]]:

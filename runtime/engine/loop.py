@@ -9,9 +9,9 @@ re-reads or re-stacks the history.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,10 +21,12 @@ import numpy as np
 from expspec.compiler import Plan
 from expspec.runtime.engine.build import Components, saved_part
 from expspec.runtime.engine.checkpoint import Checkpointer
-from expspec.runtime.engine.hashing import combine_fingerprints, full_hash, leaf_paths
+from expspec.runtime.engine.checkpoint_writer import CheckpointWriter, WriterProcess, open_writer
+from expspec.runtime.engine.hashing import combine_fingerprints, leaf_paths
 from expspec.runtime.engine.objectives import eval_means
+from expspec.runtime.engine.profiler import ProfileError, ProfileWindow
 from expspec.runtime.engine.progress import ProgressReport
-from expspec.runtime.processes.cluster import agree_any
+from expspec.runtime.processes.cluster import Cluster, agree_any
 from expspec.runtime.processes.signals import PreemptionGuard
 from expspec.runtime.runs.records import JsonLines
 from expspec.runtime.runs.run_files import Event, Kind
@@ -67,6 +69,10 @@ class LoopContext:
     """Steps dispatched and unfinished at most: the plan's, or chosen for "auto"."""
     stop_at: int | None = None
     """Stop after this step (`--stop-at`), before the end."""
+    writer_process: WriterProcess | None = None
+    """Started with the attempt when the plan saves through a writer process; the loop's saves use it."""
+    profile: ProfileWindow | None = None
+    """The steps to trace with `jax.profiler` (`logging.profile`), on process 0."""
 
 
 @dataclass
@@ -85,21 +91,25 @@ class _Pending:
     """Metrics and fingerprints of the step, in the layout of `Steps.report`."""
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    """A checkpoint copied on the device, not yet handed to Orbax."""
+class SaveClock:
+    """`checkpoint.every_seconds`: a save once that long has passed since the attempt's
+    start or its last save. In a cluster the processes' clocks differ, so they agree
+    (a collective) every `AGREE_EVERY` steps whether any is due, and all save together."""
 
-    step: int
-    copy: Any
-    forced: bool
-    """Written at once (the last step, a stop): no later step to overlap with."""
-    digest: Future[str]
-    """Its full hash, computed on the hasher thread (or already, in a cluster)."""
+    def __init__(self, every_seconds: float | None, cluster: Cluster) -> None:
+        self.every, self.cluster = every_seconds, cluster
+        self.last = time.monotonic()
 
+    def due(self, step: int) -> bool:
+        if self.every is None:
+            return False
+        late = time.monotonic() - self.last >= self.every
+        if not self.cluster.multi:
+            return late
+        return step % AGREE_EVERY == 0 and agree_any(self.cluster, late)
 
-def _hash_when_ready(copy: Any) -> str:
-    """The full hash of a device copy, on the worker thread: it waits for the copy there."""
-    return full_hash(jax.device_get(jax.block_until_ready(copy)))
+    def saved(self) -> None:
+        self.last = time.monotonic()
 
 
 def _fingerprint_record(step: int, fps: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -118,7 +128,8 @@ class _Loop:
     def __init__(self, ctx: LoopContext) -> None:
         self.plan, self.comps, self.rec = ctx.plan, ctx.comps, ctx.recorders
         self.checkpointer, self.progress, self.guard = ctx.checkpointer, ctx.progress, ctx.guard
-        self.attempt, self.stop_at = ctx.attempt, ctx.stop_at
+        self.attempt, self.stop_at, self.writer_process = ctx.attempt, ctx.stop_at, ctx.writer_process
+        self.profile = ctx.profile
         train = ctx.plan.spec.train
         self.total, self.log_every, self.ledger_every, self.eval_every = (
             train.steps,
@@ -129,10 +140,9 @@ class _Loop:
         self.max_inflight = ctx.max_inflight
         self.inflight: deque[_Pending] = deque()
         self.eval_metrics: dict[str, float] | None = None
-        self.uncommitted: deque[tuple[int, str]] = deque()
-        """Checkpoints handed to Orbax whose commit is not ledgered yet, oldest first: (step, full hash)."""
-        self.snapshot: _Snapshot | None = None
-        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exp-checkpoint-hash")
+        self.writer: CheckpointWriter | None = None
+        """Opened with the state, when the plan saves checkpoints."""
+        self.clock = SaveClock(ctx.plan.checkpoint.every_seconds, ctx.comps.layout.cluster)
         self._last_time = time.perf_counter()
         self._last_step = 0
         self.cluster = ctx.comps.layout.cluster
@@ -161,6 +171,8 @@ class _Loop:
             record = {"step": step, "split": "train", **metrics, "steps_per_s": rate, "time": time.time()}
             self.rec.metrics.write(record)
         self.progress.update(step, metrics["loss"])
+        if self.profile is not None:
+            self.profile.after_retired(step)
 
     def drain(self) -> None:
         while self.inflight:
@@ -201,50 +213,17 @@ class _Loop:
         model = self.comps.parts.merge(state["params"], state["frozen"])
         return exact_match(model, data.tokenizer, pairs, max_new_tokens=longest + 1)
 
+    def due(self, step: int) -> bool:
+        """Whether the checkpoint policy saves after `step`: its step cadence or its clock."""
+        assert self.checkpointer is not None
+        return self.checkpointer.due(step) | self.clock.due(step)
+
     def save(self, state: Any, step: int, *, force: bool) -> None:
-        """Checkpoint `state` (the state after `step`) if the policy or `force` says so.
-
-        The state is copied on the device first: its buffers are donated to the
-        next step while the save may still read them. The copy's full hash is
-        computed on a worker thread (xxhash releases the GIL) while the device
-        trains on, and the copy goes to Orbax once its hash is known
-        (`write_snapshot`). A forced save (the last step, a stop, a preemption)
-        has no next step to overlap with and is written at once.
-        """
-        if self.checkpointer is None:
+        """Checkpoint `state` (the state after `step`); the writer finishes it behind the loop."""
+        if self.writer is None:
             return
-        if not force and not self.checkpointer.due(step):
-            return
-        self.write_snapshot(wait=True)  # one save at a time, in step order
-        copy = self.comps.steps.snapshot(saved_part(state, self.plan.checkpoint.save))
-        if self.cluster.multi:
-            # Hashing gathers the copy with a collective, which every process must
-            # issue at the same point of its program: here, not on a worker thread.
-            began = time.perf_counter()
-            digest: Future[str] = Future()
-            digest.set_result(full_hash(self.comps.layout.to_host(copy)))
-            self.snapshot = _Snapshot(step, copy, force, digest)
-            self.write_snapshot(wait=True, began=began)
-            return
-        self.snapshot = _Snapshot(step, copy, force, self.hasher.submit(_hash_when_ready, copy))
-        if force:
-            self.write_snapshot(wait=True)
-
-    def write_snapshot(self, *, wait: bool, began: float | None = None) -> None:
-        """Hand the pending copy to Orbax if its hash is ready (or, with `wait`, once it is).
-
-        `began`: when the loop started waiting on this save, if before this call."""
-        if self.snapshot is None or self.checkpointer is None:
-            return
-        snapshot = self.snapshot
-        if not wait and not snapshot.digest.done():
-            return
-        self.snapshot = None
-        began = time.perf_counter() if began is None else began
-        step, digest = snapshot.step, snapshot.digest.result()
         meta = {
             "step": step,
-            "full_hash": digest,
             "save": self.plan.checkpoint.save,
             "trajectory": self.plan.fingerprints.trajectory,
             "spec": self.plan.fingerprints.spec,
@@ -252,48 +231,39 @@ class _Loop:
             "base_weights": self.comps.base_weights,
             "base_checkpoint": self.comps.base_checkpoint,
         }
-        if self.checkpointer.save(step, snapshot.copy, meta, force=snapshot.forced):
-            # Orbax waited for every earlier write to finish before it started
-            # this one, and would have raised had one failed: they all committed.
-            self._ledger_checkpoints(len(self.uncommitted))
-            blocked = time.perf_counter() - began
-            # How long the loop waited on this save: what checkpointing costs the run.
-            self.rec.events.write(
-                {"event": Event.CHECKPOINT_SAVE, "step": step, "blocked_s": blocked, "time": time.time()}
-            )
-            self.uncommitted.append((step, digest))
-            self.record_commits()  # a synchronous save has committed already
+        self.writer.submit(step, saved_part(state, self.plan.checkpoint.save), meta, force=force)
+        self.clock.saved()
+
+    def handed(self, step: int, blocked: float) -> None:
+        # How long the loop waited on this save: what checkpointing costs the run.
+        self.rec.events.write({"event": Event.CHECKPOINT_SAVE, "step": step, "blocked_s": blocked, "time": time.time()})
 
     def record_commits(self, *, wait: bool = False) -> None:
-        """Ledger each checkpoint as soon as its own write has committed (all of them after `wait`).
+        """Ledger each checkpoint once its own write has committed (all of them after `wait`).
 
         A checkpoint enters the ledger only once it is on disk: a save cut short
         by a kill must never be taken for one that exists. Nor may a committed
         one wait for later saves: with saves closer together than a write, some
         save is always in progress, and a kill would lose every record held back.
-        Asked once per retired step, and only while a record is pending, the
-        check costs one `stat` of the oldest pending step's folder.
         """
-        if not self.uncommitted or self.checkpointer is None:
+        if self.writer is None:
             return
-        if wait:
-            # Finished is not committed: a background write that failed is no longer
-            # "in progress" either. `wait` returns once all have committed, or raises Orbax's error.
-            self.checkpointer.wait()
-            self._ledger_checkpoints(len(self.uncommitted))
-            return
-        committed = 0
-        for step, _ in self.uncommitted:  # Orbax writes one save at a time, in step order
-            if not self.checkpointer.committed(step):
-                break
-            committed += 1
-        self._ledger_checkpoints(committed)
+        for saved in self.writer.wait() if wait else self.writer.committed():
+            record = {"kind": Kind.CHECKPOINT, "step": saved.step, "full_hash": saved.full_hash}
+            self.rec.ledger.write({**record, "attempt": self.attempt})
 
-    def _ledger_checkpoints(self, count: int) -> None:
-        """Write the records of the `count` oldest pending checkpoints, known to have committed."""
-        for _ in range(count):
-            step, digest = self.uncommitted.popleft()
-            self.rec.ledger.write({"kind": Kind.CHECKPOINT, "step": step, "full_hash": digest, "attempt": self.attempt})
+    def open_writer(self, state: Any) -> None:
+        if self.checkpointer is None:
+            return
+        self.writer = open_writer(
+            self.checkpointer,
+            process=self.writer_process,
+            state=saved_part(state, self.plan.checkpoint.save),
+            snapshot=self.comps.steps.snapshot,
+            cluster=self.cluster,
+            to_host=self.comps.layout.to_host,
+            on_handed=self.handed,
+        )
 
     # -- the loop --------------------------------------------------------
     def run(self, state: Any, start: int) -> LoopResult:
@@ -318,9 +288,10 @@ class _Loop:
         while step < end:
             step += 1
             hashed = step % self.ledger_every == 0 or step == self.total
+            if self.profile is not None:
+                self.profile.before_dispatch(step)
             state, packed = (steps.train if hashed else steps.train_unhashed)(state, batch)
             self.inflight.append(_Pending(step, packed))
-            self.write_snapshot(wait=False)  # an earlier step's checkpoint, while this step computes
             if step < end:  # assemble the next batch while the device computes
                 batch = self.comps.place_batch(data.train_batch(step))
             while len(self.inflight) > self.max_inflight:
@@ -331,16 +302,14 @@ class _Loop:
             stop = self.stop_requested(step)
             if stop:
                 self.drain()
-                self.write_snapshot(wait=True)
                 if self.plan.checkpoint.on_preemption:
                     self.save(state, step, force=True)
                 self.record_commits(wait=True)
                 return LoopResult("preempted", step, state, self.eval_metrics, stop)
-            if self.checkpointer is not None and (step == end or self.checkpointer.due(step)):
+            if self.writer is not None and (step == end or self.due(step)):
                 if step == end:
                     self.drain()
                 self.save(state, step, force=step == end)
-        self.write_snapshot(wait=True)
         self.drain()
         self.record_commits(wait=True)
         if step >= self.total:  # also an attempt that resumed at the last step to finish the run
@@ -355,6 +324,21 @@ def train_loop(ctx: LoopContext, state: Any, start: int) -> LoopResult:
     `ctx.max_inflight` steps dispatched and unfinished."""
     loop = _Loop(ctx)
     try:
+        loop.open_writer(state)
         return loop.run(state, start)
     finally:
-        loop.hasher.shutdown(wait=True)
+        if loop.writer is not None:
+            loop.writer.close()
+        if loop.profile is not None:
+            _close_quietly(loop.profile)
+
+
+def _close_quietly(profile: ProfileWindow) -> None:
+    """Stop a trace still open; a failure to write it raises only when nothing else is on its way out."""
+    if sys.exc_info()[1] is None:
+        profile.close()
+        return
+    try:
+        profile.close()
+    except ProfileError:
+        pass

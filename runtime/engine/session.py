@@ -13,11 +13,13 @@ from expspec.errors import BadInput
 from expspec.runtime.data import close_source
 from expspec.runtime.engine.build import Components, build_components, saved_part
 from expspec.runtime.engine.checkpoint import Checkpointer
+from expspec.runtime.engine.checkpoint_writer import WriterProcess, wants_process
 from expspec.runtime.engine.environment import environment_class
 from expspec.runtime.engine.hashing import full_hash
 from expspec.runtime.engine.ledger_repair import recover_checkpoint_records
 from expspec.runtime.engine.loop import LoopContext, LoopResult, Recorders, train_loop
 from expspec.runtime.engine.lora_base import BaseWeights
+from expspec.runtime.engine.profiler import ProfileWindow
 from expspec.runtime.engine.progress import ProgressReport
 from expspec.runtime.engine.resume import ResumePoint, check_identity, find_resume_point
 from expspec.runtime.engine.step import StepCompilations
@@ -37,6 +39,7 @@ from expspec.runtime.runs.rundir import (
     write_json_atomic,
 )
 from expspec.runtime.runs.tensorboard import TensorBoardMetrics
+from expspec.runtime.runs.trackers import TrackerFeed
 
 __all__ = ["Session"]
 
@@ -77,6 +80,7 @@ class Session:
         self.lock = RunLock(rundir.root / cluster.own(rundir.lock.name))
         self.recorders: Recorders | None = None
         self.checkpointer: Checkpointer | None = None
+        self.writer_process: WriterProcess | None = None
         self.background: list[str] = []
         """What background threads and library loggers reported (kept for the error event)."""
 
@@ -96,6 +100,8 @@ class Session:
         # before any save, and the manager must be closed then: the thread it
         # started when it opened would otherwise outlive the interpreter's shutdown.
         refused = isinstance(exc_type, type) and issubclass(exc_type, BadInput)
+        if self.writer_process is not None:
+            self.writer_process.close()
         if self.checkpointer is not None and (exc_type is None or refused):
             self.checkpointer.close()
         if self.recorders is not None:
@@ -215,6 +221,9 @@ class Session:
     # -- the run ---------------------------------------------------------
     def run(self) -> RunResult:
         """One attempt: find where to resume, then either report the run complete or train and record."""
+        if wants_process(self.plan.checkpoint, self.cluster, self.plan.spec.train.steps):
+            # Started first: it imports JAX and Orbax while this process builds and compiles.
+            self.writer_process = WriterProcess()
         with StepCompilations() as compiled:
             # Counted before any process of a cluster can record this attempt's start.
             number = attempts(read_jsonl(self.rundir.events, ignore_damage))
@@ -298,7 +307,14 @@ class Session:
             self.recorders.metrics = TensorBoardMetrics(self.recorders.metrics, folder, purge)
         if self.lock.previous and self.lock.previous.get("pid"):
             self.event(Event.LOCK_TAKEOVER, previous=self.lock.previous)
-        notes = self._record_setup(environment_class(dict(attempt.comps.layout.sizes), plan.distributions))
+        env = environment_class(dict(attempt.comps.layout.sizes), plan.distributions)
+        notes = self._record_setup(env)
+        if self.cluster.primary:  # W&B and MLflow: fed from the records, on their own thread
+            events = self.recorders.events
+            feed = TrackerFeed.start(plan, rundir, env, self.options.spec_dir, attempt.start, events)
+            if feed is not None:
+                self.recorders.metrics = feed.tracked(self.recorders.metrics, "metrics")
+                self.recorders.events = feed.tracked(events, "events")
         if self.checkpointer is not None:
             self._set_aside(attempt.point)
             recovered = recover_checkpoint_records(self.checkpointer, self.recorders.ledger, attempt.number)
@@ -326,6 +342,8 @@ class Session:
                 attempt=attempt.number,
                 max_inflight=self._max_inflight(comps, state, start, progress),
                 stop_at=self.options.stop_at,
+                writer_process=self.writer_process,
+                profile=ProfileWindow.from_plan(plan, self.rundir.root, primary=self.cluster.primary),
             )
             result = train_loop(context, state, start)
             digest = full_hash(comps.layout.to_host(saved_part(result.state, plan.checkpoint.save)))

@@ -21,6 +21,7 @@ from expspec.runtime.engine.environment import apply_determinism
 from expspec.runtime.processes.signals import PreemptionGuard
 from expspec.runtime.runs.rundir import RunDir, RunRefused
 from expspec.runtime.runs.tensorboard import require_tensorboard
+from expspec.runtime.runs.trackers import require_trackers
 
 __all__ = ["RunFailed", "RunOptions", "RunResult", "RunRefused", "enable_compilation_cache", "execute", "first_missing"]
 
@@ -121,6 +122,7 @@ def execute(plan: Plan, run_dir: Path, options: RunOptions) -> RunResult:
         previous = rundir.check_continuable(plan)  # before anything is written
         if plan.spec.logging.tensorboard:
             require_tensorboard()  # refused (exit 2) before the run directory exists
+        require_trackers(plan.spec.logging)
         from expspec.runtime.processes.cluster import agree_any, join_cluster, requested_cluster
         from expspec.runtime.processes.quiet import NativeStderrToFile, NativeStdoutToFile, background_errors_captured
 

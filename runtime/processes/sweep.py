@@ -30,6 +30,7 @@ from expspec.runtime.processes.supervision import Member, signals_caught, superv
 from expspec.runtime.runs.records import iter_jsonl
 from expspec.runtime.runs.rundir import RunDir, RunRefused
 from expspec.runtime.runs.tensorboard import TensorBoardMissing, require_tensorboard
+from expspec.runtime.runs.trackers import TrackerMissing, require_trackers
 
 __all__ = ["PointResult", "SweepOptions", "SweepResult", "check_sweep", "point_argv", "run_sweep"]
 
@@ -124,6 +125,11 @@ def check_sweep(points: Sequence[SweepPoint], options: SweepOptions) -> list[str
             require_tensorboard()
         except TensorBoardMissing as err:
             problems.append(f"{options.spec}: {err}")
+    try:
+        for point in points:
+            require_trackers(point.plan.spec.logging)
+    except TrackerMissing as err:
+        problems.append(f"{options.spec}: {err}")
     return problems
 
 

@@ -5,6 +5,8 @@ runs/<name>/
   plan.json  env.json  events.jsonl  ledger.jsonl  metrics.jsonl
   ledger.process-<i>.jsonl  LOCK.process-<i>   (the other processes of a cluster)
   checkpoints/<step>/   rejected/   tensorboard/   plan.<n>.json (plans an upgrade replaced)
+  profile/              (`jax.profiler` traces, with [logging] profile)
+  trackers.json  wandb/ (the W&B and MLflow runs of [logging] wandb / mlflow, and W&B's files)
   LOCK   stderr.log (what native libraries print)   launch.json (`exp launch`'s members)
   audits.jsonl          (the verdicts of `exp audit RUN_DIR`, appended by the audit)
 ```
@@ -33,9 +35,12 @@ __all__ = [
     "LOCK",
     "METRICS",
     "PLAN",
+    "PROFILE",
     "REJECTED",
     "STDERR_LOG",
     "TENSORBOARD",
+    "TRACKERS",
+    "WANDB",
     "AttemptOutcome",
     "Event",
     "Kind",
@@ -58,6 +63,12 @@ CHECKPOINTS = "checkpoints"
 """The checkpoint folder's default name (the spec's `checkpoint.directory` may say another)."""
 REJECTED = "rejected"
 TENSORBOARD = "tensorboard"
+PROFILE = "profile"
+"""`jax.profiler` traces of the steps `[logging] profile` names."""
+TRACKERS = "trackers.json"
+"""Which W&B and MLflow runs this run directory logs to, and the last step each holds."""
+WANDB = "wandb"
+"""W&B's own files (an offline run's, for `wandb sync`), unless `$WANDB_DIR` says elsewhere."""
 
 
 def process_file(filename: str, index: int) -> str:
@@ -100,6 +111,10 @@ class Event(StrEnum):
     THROTTLE = "throttle"
     LOCK_TAKEOVER = "lock_takeover"
     LAYOUT = "layout"
+    TRACKER_ERROR = "tracker_error"
+    """A tracker (W&B, MLflow) failed: it gets nothing more this attempt; the run goes on."""
+    TRACKER_DROPPED = "tracker_dropped"
+    """Records the trackers' queue had no room for (they stay in metrics.jsonl and events.jsonl)."""
 
 
 BEGINS = frozenset({Event.START, Event.RESUME})
@@ -184,6 +199,14 @@ class RunFiles:
     @property
     def tensorboard(self) -> Path:
         return self.root / TENSORBOARD
+
+    @property
+    def trackers(self) -> Path:
+        return self.root / TRACKERS
+
+    @property
+    def wandb(self) -> Path:
+        return self.root / WANDB
 
     @property
     def default_checkpoints(self) -> Path:

@@ -41,7 +41,7 @@ def imported_modules(*code_or_module: str, returncode: int = 0, shows: str = "")
     output = "\n".join(printed)
     assert result.returncode == returncode, f"exit {result.returncode}, wanted {returncode}:\n{output[-2000:]}"
     assert shows in output, f"{shows!r} is not in the output:\n{output[-2000:]}"
-    assert "pydantic" in names or "typer" in names, result.stderr[-2000:]
+    assert names & {"pydantic", "typer", "rich"}, result.stderr[-2000:]
     return names
 
 

@@ -80,9 +80,10 @@ def ledger_records(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def checkpoint_hashes(run_dir: Path) -> dict[int, str]:
+def checkpoint_hashes(run_dir: Path, ledger_name: str = "ledger.jsonl") -> dict[int, str]:
+    """step -> full hash of each checkpoint the ledger (of one cluster member: `ledger_name`) records."""
     out = {}
-    for line in (run_dir / "ledger.jsonl").read_text().splitlines():
+    for line in (run_dir / ledger_name).read_text().splitlines():
         record = json.loads(line)
         if record["kind"] == "checkpoint":
             out[record["step"]] = record["full_hash"]

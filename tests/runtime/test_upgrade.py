@@ -22,6 +22,9 @@ from tests.runtime.upgrade_fixture import FIXTURE, assert_bitwise, copy_fixture,
 FAKE = "f" * 64
 """A trajectory fingerprint as another recipe would have computed it."""
 
+CHECKPOINT_FIELDS = {"checkpoint.every_seconds": None, "checkpoint.writer": "auto"}
+"""Operational fields the fixture's plan was recorded without."""
+
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
@@ -69,7 +72,9 @@ def test_a_plan_recorded_before_a_part_and_a_field_existed_resumes_as_an_upgrade
     assert (result["outcome"], result["step"]) == ("finished", 6)
     (upgrade,) = [e for e in events(run) if e["event"] == "upgrade"]
     assert "mesh" in upgrade["reason"] and upgrade["parts"]["added"] == ["mesh"]
-    assert upgrade["added"] == {"logging.tensorboard": False, "train.eval_generate": 0}
+    added = {"logging.tensorboard": False, "logging.profile": None, "train.eval_generate": 0}
+    added |= {"logging.wandb": None, "logging.mlflow": None}
+    assert upgrade["added"] == {**added, **CHECKPOINT_FIELDS}
     assert upgrade["to"]["trajectory"] == upgrade["from"]["trajectory"]
     assert upgrade["kept"] == "plan.1.json" and (run / "plan.1.json").read_bytes() == recorded  # never lost
     assert Plan.from_json((run / "plan.json").read_bytes()).name == "digits-fixture"
@@ -94,7 +99,9 @@ def test_another_fingerprint_recipe_is_accepted_when_every_input_is_equal(tmp_pa
     (upgrade,) = [e for e in events(run) if e["event"] == "upgrade"]
     assert (upgrade["from"]["format"], upgrade["from"]["trajectory"]) == (0, FAKE)
     assert upgrade["to"]["format"] == 1 and upgrade["to"]["trajectory"] != FAKE
-    assert upgrade["added"] == {"train.grad_accum": 1, "train.eval_generate": 0}
+    added = {"train.grad_accum": 1, "train.eval_generate": 0, "logging.profile": None}
+    added |= {"logging.wandb": None, "logging.mlflow": None}
+    assert upgrade["added"] == {**added, **CHECKPOINT_FIELDS}
     assert_bitwise(run, result["full_hash"], fresh)
 
 
