@@ -72,8 +72,8 @@ class CheckpointSpec(SpecModel):
     process only copies the state into shared memory, so Orbax's fixed cost per save
     does not take the loop's time); `thread`, Orbax's own background threads in the
     training process; `auto`, the process for a single-process run of at least 1,000
-    steps and 10 saves, threads otherwise (a cluster always uses threads: its saves
-    are collective)."""
+    steps and 10 saves of a state up to 1 GiB, threads otherwise (a cluster always
+    uses threads: its saves are collective)."""
 
     @model_validator(mode="before")
     @classmethod

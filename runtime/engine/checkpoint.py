@@ -78,7 +78,6 @@ class Checkpointer:
         self.tidied = self._tidy() if cluster.primary else []
         barrier(cluster, "checkpoints-tidied")
         self.every_steps = policy.every_steps
-        self.every_seconds = policy.every_seconds
         self.final_step = total_steps if policy.save_final else None
         self.options = {"keep_last": policy.keep_last, "keep_every": policy.keep_every, "async_save": policy.async_save}
         """`manager_options`' arguments, also for a writer process's manager."""
@@ -165,10 +164,6 @@ class Checkpointer:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such checkpoint item")
         return folder
-
-    def saving(self) -> bool:
-        """Whether a background write is still in progress."""
-        return self.manager.is_saving_in_progress()
 
     def committed(self, step: int) -> bool:
         """Whether the save of `step` has committed (one `stat`, no listing).

@@ -40,6 +40,7 @@ from expspec.runtime.processes.cluster import Cluster
 from expspec.runtime.types import PyTree
 
 __all__ = [
+    "AUTO_PROCESS_MAX_BYTES",
     "AUTO_PROCESS_SAVES",
     "AUTO_PROCESS_STEPS",
     "CheckpointWriter",
@@ -62,6 +63,11 @@ run's first step came no later), and each save it takes out of the training
 process saved about 40 ms on the digits MLP on two cores (bench P1). A short
 run on a busy machine (a test suite on two workers) pays the start in full and
 has few saves to win it back: 20% slower, measured on the audit tests."""
+
+AUTO_PROCESS_MAX_BYTES = 2**30
+"""...and a state of at most this size: the shared buffer holds two copies of it in
+host memory, where Orbax in process holds one, and past this size Orbax's fixed
+cost per save is small beside the time the save's bytes take anyway."""
 
 OnHanded = Callable[[int, float], None]
 """Told (step, seconds the loop waited) when a save is handed to Orbax or to the writer process."""
@@ -107,7 +113,6 @@ class _Copy:
     step: int
     copy: PyTree
     meta: dict[str, Any]
-    force: bool
     digest: Future[str]
 
 
@@ -139,10 +144,10 @@ class ThreadWriter(CheckpointWriter):
             # issue at the same point of its program: here, not on a worker thread.
             digest: Future[str] = Future()
             digest.set_result(full_hash(self.to_host(copy)))
-            self.pending = _Copy(step, copy, meta, force, digest)
+            self.pending = _Copy(step, copy, meta, digest)
             self._hand_over(wait=True, began=began)
             return
-        self.pending = _Copy(step, copy, meta, force, self.hasher.submit(_hash_when_ready, copy))
+        self.pending = _Copy(step, copy, meta, self.hasher.submit(_hash_when_ready, copy))
         if force:
             self._hand_over(wait=True, began=began)
 
@@ -390,6 +395,7 @@ def wants_process(policy: CheckpointPolicy, cluster: Cluster, total_steps: int) 
 def open_writer(
     checkpointer: Checkpointer,
     *,
+    choice: str,
     process: WriterProcess | None,
     state: PyTree,
     snapshot: Callable[[PyTree], PyTree],
@@ -398,8 +404,11 @@ def open_writer(
     on_handed: OnHanded,
 ) -> CheckpointWriter:
     """A `ProcessWriter` through `process` when there is one, else a `ThreadWriter`.
-    A state with typed PRNG keys (which have no bytes to share) saves in process."""
-    if process is not None and not any(is_key(leaf) for leaf in jax.tree.leaves(state)):
+    A state with typed PRNG keys (which have no bytes to share) saves in process, and
+    so does, under `choice = "auto"`, one larger than `AUTO_PROCESS_MAX_BYTES`."""
+    leaves = jax.tree.leaves(state)
+    large = sum(leaf.size * np.dtype(leaf.dtype).itemsize for leaf in leaves) > AUTO_PROCESS_MAX_BYTES
+    if process is not None and not any(is_key(leaf) for leaf in leaves) and not (choice == "auto" and large):
         return ProcessWriter(checkpointer, snapshot, state, on_handed, process)
     if process is not None:
         process.close()

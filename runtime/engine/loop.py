@@ -257,6 +257,7 @@ class _Loop:
             return
         self.writer = open_writer(
             self.checkpointer,
+            choice=self.plan.checkpoint.writer,
             process=self.writer_process,
             state=saved_part(state, self.plan.checkpoint.save),
             snapshot=self.comps.steps.snapshot,

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from expspec.compiler import plan_spec
+from expspec.runtime.engine.checkpoint_writer import wants_process
+from expspec.runtime.processes.cluster import SINGLE, Cluster
 from tests.runtime.runs import (
     DIGITS,
     beginnings,
@@ -156,3 +159,22 @@ def test_a_writer_that_dies_fails_the_run_on_record_and_the_next_attempt_resumes
     assert resumed.returncode == 0, resumed.stderr
     assert beginnings(run_dir)[-1][0] == "resume"
     assert beginnings(run_dir)[-1][1] >= committed
+
+
+@pytest.mark.parametrize(
+    "overrides, cluster, expected",
+    [
+        (["train.steps=2000"], SINGLE, True),  # 20 saves of 100 steps
+        (["train.steps=900", "checkpoint.every_steps=10"], SINGLE, False),  # short: the start is not won back
+        (["train.steps=2000", "checkpoint.every_steps=500"], SINGLE, False),  # 4 saves
+        (["train.steps=2000", "checkpoint.async=false"], SINGLE, False),  # a synchronous save waits anyway
+        (["train.steps=2000"], Cluster(0, 2), False),  # collective saves
+        (["train.steps=2000", "checkpoint.every_steps=0", "checkpoint.every_seconds=60"], SINGLE, False),
+        (["train.steps=20", "checkpoint.writer=process"], SINGLE, True),
+        (["train.steps=2000", "checkpoint.writer=thread"], SINGLE, False),
+        (["train.steps=20", "checkpoint.writer=process"], Cluster(1, 2), False),
+    ],
+)
+def test_auto_takes_the_writer_process_where_it_pays(overrides, cluster, expected):
+    plan = plan_spec(DIGITS, overrides)
+    assert wants_process(plan.checkpoint, cluster, plan.spec.train.steps) is expected
