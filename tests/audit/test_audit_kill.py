@@ -24,6 +24,7 @@ def small_digits(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~23 s; the example's own default kill audit runs by default
 def test_default_kill_audit_resumes_from_a_checkpoint_at_the_cut_every_time(small_digits, tmp_path):
     for attempt in range(3):
         code, report, stderr = audit(str(small_digits), "--kill", cwd=tmp_path)

@@ -35,6 +35,7 @@ def _unigram_entropy(*overrides: str) -> float:
     return build_data(plan.spec.data, plan.seeds, TRANSFORMER.parent).unigram_entropy()
 
 
+@pytest.mark.slow  # ~17 s; the packed text example's learning and resume run by default
 def test_char_transformer_learns_more_than_byte_frequencies(tmp_path):
     entropy = _unigram_entropy(*SMALL)
     summary = run_json(str(TRANSFORMER), *SMALL, "train.steps=150", "--run-dir", str(tmp_path))

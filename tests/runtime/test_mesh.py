@@ -30,7 +30,14 @@ def _events(run_dir, name):
     return [record for record in map(json.loads, lines) if record["event"] == name]
 
 
-@pytest.mark.parametrize("mesh", [("mesh.data=8",), ("mesh.data=2", "mesh.fsdp=4")], ids=["data8", "data2-fsdp4"])
+@pytest.mark.parametrize(
+    "mesh",
+    [
+        # ~18 s each: the split layout runs by default, the pure data-parallel one with -m slow.
+        pytest.param(("mesh.data=8",), marks=pytest.mark.slow, id="data8"),
+        pytest.param(("mesh.data=2", "mesh.fsdp=4"), id="data2-fsdp4"),
+    ],
+)
 def test_sharded_runs_repeat_and_resume_after_sigkill_bitwise(tmp_path, devices, mesh):
     devices(8)
     a = run_json(*ARGS, *mesh, "--run-dir", str(tmp_path / "a"))

@@ -52,7 +52,8 @@ def _example_args(name: str, lora_base) -> tuple[str, ...]:
     return (str(LORA), *short, f'model.lora.init_from="{lora_base}"', "optimizer.schedule.warmup_steps=3")
 
 
-@pytest.mark.parametrize("name", ["digits", "transformer", "lora"])
+# The transformer (~12 s) with -m slow; digits and LoRA by default.
+@pytest.mark.parametrize("name", ["digits", pytest.param("transformer", marks=pytest.mark.slow), "lora"])
 def test_resumed_run_equals_uninterrupted_run_bitwise(tmp_path, name, lora_base):
     args = _example_args(name, lora_base)
     straight = run_json(*args, "--run-dir", str(tmp_path / "straight"))
