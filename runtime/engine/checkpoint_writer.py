@@ -406,9 +406,8 @@ def open_writer(
     """A `ProcessWriter` through `process` when there is one, else a `ThreadWriter`.
     A state with typed PRNG keys (which have no bytes to share) saves in process, and
     so does, under `choice = "auto"`, one larger than `AUTO_PROCESS_MAX_BYTES`."""
-    leaves = jax.tree.leaves(state)
-    large = sum(leaf.size * np.dtype(leaf.dtype).itemsize for leaf in leaves) > AUTO_PROCESS_MAX_BYTES
-    if process is not None and not any(is_key(leaf) for leaf in leaves) and not (choice == "auto" and large):
+    shareable = process is not None and not any(is_key(leaf) for leaf in jax.tree.leaves(state))
+    if shareable and not (choice == "auto" and _Layout.of(state).nbytes > AUTO_PROCESS_MAX_BYTES):
         return ProcessWriter(checkpointer, snapshot, state, on_handed, process)
     if process is not None:
         process.close()
